@@ -1,0 +1,30 @@
+# The README's two commands: `make demo` and `make test`. Each installs into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := runs/demo
+
+.PHONY: install demo test lint clean
+
+install: $(BIN)/ichkit
+
+# Reinstalled when the dependencies change.
+$(BIN)/ichkit: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+demo: install
+	rm -rf $(DEMO)/phantom
+	$(BIN)/ichkit phantom $(DEMO)/phantom --scans 8 --seed 0
+	$(BIN)/ichkit data inspect $(DEMO)/phantom
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

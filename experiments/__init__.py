@@ -1,0 +1,1 @@
+"""Experiment configs, the comparison runner and the ichkit command line."""

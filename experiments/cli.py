@@ -1,0 +1,96 @@
+"""The ``ichkit`` command: ``ichkit data inspect``, ``ichkit phantom``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``ichkit`` command line; returns the exit status."""
+    parser = _build_parser()
+    arguments = parser.parse_args(argv)
+    if not hasattr(arguments, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        return arguments.handler(arguments)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        # Bad input (ScanReadError and DatasetError are ValueErrors): a message, not a trace.
+        print(f"ichkit: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import version
+
+    parser = argparse.ArgumentParser(
+        prog="ichkit",
+        description="Intracranial hemorrhage detection on head CT: data, baselines, comparison.",
+    )
+    parser.add_argument("--version", action="version", version=f"ichkit {version('ichkit')}")
+    commands = parser.add_subparsers(title="commands")
+
+    data = commands.add_parser("data", help="work with data sets").add_subparsers(title="data")
+    inspect = data.add_parser("inspect", help="load a data set and report what it holds")
+    inspect.add_argument("path", help="data set folder (or one DICOM/NIfTI file)")
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+    inspect.add_argument("--kind", help="layout: ctich, nifti, dicom, csv or folders")
+    inspect.add_argument("--labels", help="label CSV, when not labels.csv in the folder")
+    inspect.add_argument("--strict", action="store_true", help="stop at the first bad file")
+    inspect.add_argument(
+        "--patient-pattern", help="regex with a group 'patient' finding loose images' patient"
+    )
+    inspect.set_defaults(handler=_inspect)
+
+    phantom = commands.add_parser("phantom", help="write a synthetic head CT data set")
+    phantom.add_argument("out", help="folder to create")
+    phantom.add_argument("--scans", type=int, default=8, help="number of scans (patients)")
+    phantom.add_argument("--seed", type=int, default=0, help="random seed")
+    phantom.add_argument(
+        "--format", default="png", choices=("png", "dicom", "nifti", "ctich"), help="layout"
+    )
+    phantom.add_argument("--size", type=int, default=128, help="slice width and height, pixels")
+    phantom.add_argument("--slices", type=int, default=24, help="slices per scan")
+    phantom.set_defaults(handler=_phantom)
+    return parser
+
+
+def _inspect(arguments: argparse.Namespace) -> int:
+    import warnings
+
+    import scans
+    from scans.inspect import format_inspection, inspect
+
+    with warnings.catch_warnings():
+        # The summary lists every skipped file; the loader's warning would repeat it.
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = scans.load(
+            arguments.path,
+            kind=arguments.kind,
+            labels=arguments.labels,
+            strict=arguments.strict,
+            patient_pattern=arguments.patient_pattern,
+        )
+    summary = inspect(dataset)
+    print(json.dumps(summary, indent=2) if arguments.json else format_inspection(summary))
+    return 0
+
+
+def _phantom(arguments: argparse.Namespace) -> int:
+    from scans.phantom_writers import write_phantom
+
+    out = write_phantom(
+        arguments.out,
+        arguments.scans,
+        seed=arguments.seed,
+        format=arguments.format,
+        size=arguments.size,
+        n_slices=arguments.slices,
+    )
+    print(f"Wrote {arguments.scans} phantom scans ({arguments.format}) to {out}")
+    return 0

@@ -1,0 +1,187 @@
+"""The data set every loader returns: a table of slices and a way to read each one."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scans._slice import SliceImage
+from scans.errors import DatasetError, ScanReadError
+
+__all__ = ["SUBTYPES", "ScanDataset", "Skipped", "SkipLog"]
+
+#: The five hemorrhage subtypes, in the order used for every table and model output.
+SUBTYPES = ("epidural", "subdural", "subarachnoid", "intraparenchymal", "intraventricular")
+
+#: Columns every table has. ``frame`` is the slice number inside a multi-slice file (NIfTI).
+COLUMNS = ("path", "format", "frame", "patient_id", "scan_id", "slice_index", "label")
+_INTEGER_COLUMNS = ("frame", "slice_index", "label", *SUBTYPES)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was left out of a data set, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class SkipLog:
+    """Collects unreadable files while a layout loads; raises at the first one when strict."""
+
+    strict: bool = False
+    items: list[Skipped] = field(default_factory=list)
+
+    def skip(self, path: object, reason: str | ScanReadError) -> None:
+        if isinstance(reason, ScanReadError):
+            error = reason
+        else:
+            error = ScanReadError(path, reason)
+        if self.strict:
+            raise error
+        self.items.append(Skipped(error.path, error.reason))
+
+
+class ScanDataset:
+    """Slices of head CT with their patient, scan, order and labels.
+
+    ``table`` holds one row per slice with the columns ``path, format, frame,
+    patient_id, scan_id, slice_index, label`` and, where the source has them, the
+    five subtype columns (see ``SUBTYPES``). ``slice_index`` is the order within a
+    scan (missing for loose slices); ``label`` is any hemorrhage, 0/1 (missing
+    when unlabelled). ``read(i)`` returns the pixels of row ``i``.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per slice, as above.
+    layout : str
+        The layout it was read from (``folders``, ``csv``, ``dicom``, ``nifti``, ``ctich``).
+    root : path
+        The folder or file given to ``scans.load``.
+    skipped : list of Skipped
+        Files left out, with the reason.
+    notes : list of str
+        Observations that are not errors (uneven slice spacing, missing patient ids).
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        *,
+        layout: str,
+        root: str | Path,
+        skipped: Iterable[Skipped] = (),
+        notes: Iterable[str] = (),
+    ):
+        self.table = _normalise_table(table)
+        self.layout = layout
+        self.root = Path(root)
+        self.skipped = list(skipped)
+        self.notes = list(notes)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __repr__(self) -> str:
+        return (
+            f"ScanDataset(layout={self.layout!r}, n_slices={len(self)}, "
+            f"n_patients={self.table['patient_id'].nunique()}, n_skipped={len(self.skipped)})"
+        )
+
+    def read(self, index: int) -> SliceImage:
+        """Read the pixels of row ``index`` (position in ``table``)."""
+        from scans.readers import read_slice
+
+        row = self.table.iloc[index]
+        frame = None if pd.isna(row["frame"]) else int(row["frame"])
+        return read_slice(row["path"], format=row["format"], frame=frame)
+
+    @property
+    def subtypes(self) -> list[str]:
+        """The subtype columns this data set has labels for."""
+        return [name for name in SUBTYPES if name in self.table.columns]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Any-hemorrhage labels as a float array (NaN where unlabelled)."""
+        return self.table["label"].astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Patient ids, the groups for every split."""
+        return self.table["patient_id"].to_numpy()
+
+    @property
+    def is_ordered(self) -> bool:
+        """Whether slices are ordered within scans (a slice-sequence model can use them)."""
+        return bool(self.table["slice_index"].notna().all()) and len(self) > 0
+
+    def iter_scans(self) -> Iterator[tuple[str, pd.DataFrame]]:
+        """Yield ``(scan_id, rows)`` with rows in slice order."""
+        for scan_id, rows in self.table.groupby("scan_id", sort=True):
+            yield scan_id, rows.sort_values("slice_index", na_position="last")
+
+    def subset(self, indices: Iterable[int]) -> ScanDataset:
+        """A data set of the given rows (positions), keeping layout, root and notes."""
+        rows = self.table.iloc[list(indices)]
+        return ScanDataset(rows, layout=self.layout, root=self.root, notes=self.notes)
+
+    def require_trainable(self) -> None:
+        """Raise ``DatasetError`` unless there are labelled slices of both classes.
+
+        Called before any training, so that an empty or single-class data set fails
+        at once with a message instead of as a metric of NaN after an hour.
+        """
+        labelled = self.table["label"].dropna()
+        if labelled.empty:
+            raise DatasetError(
+                f"Data set '{self.root}' has no labelled slices; training needs labels "
+                "(a label CSV, class folders or masks)."
+            )
+        classes = sorted(labelled.astype(int).unique())
+        if len(classes) < 2:
+            name = "hemorrhage" if classes[0] == 1 else "normal"
+            raise DatasetError(
+                f"Data set '{self.root}' has one class only ({len(labelled)} slices, all "
+                f"{name}); a classifier needs both normal and hemorrhage slices."
+            )
+
+
+def _normalise_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Give a loader's table the shared columns, dtypes and a stable row order."""
+    table = table.copy()
+    for column in COLUMNS:
+        if column not in table.columns:
+            table[column] = pd.NA
+    for column in _INTEGER_COLUMNS:
+        if column in table.columns:
+            table[column] = pd.to_numeric(table[column]).astype("Int64")
+    subtypes = [name for name in SUBTYPES if name in table.columns]
+    if subtypes:
+        derived = table[subtypes].max(axis=1).astype("Int64")
+        table["label"] = table["label"].fillna(derived)
+    for column in ("path", "format", "patient_id", "scan_id"):
+        table[column] = table[column].astype(str)
+    table = table.sort_values(["patient_id", "scan_id", "slice_index", "path"], kind="stable")
+    ordered = [*COLUMNS, *subtypes]
+    rest = [column for column in table.columns if column not in ordered]
+    return table[ordered + rest].reset_index(drop=True)
+
+
+def warn_skipped(dataset: ScanDataset, n_files: int) -> None:
+    """Warn once with how many files were skipped and where to find why."""
+    if dataset.skipped:
+        first = dataset.skipped[0]
+        warnings.warn(
+            f"Skipped {len(dataset.skipped)} of {n_files} files in '{dataset.root}' "
+            f"(first: '{first.path}': {first.reason}); see ScanDataset.skipped. "
+            "strict=True stops at the first.",
+            stacklevel=3,
+        )

@@ -1,0 +1,42 @@
+"""The ichkit command line: data inspect and phantom."""
+
+import json
+
+import pytest
+
+from experiments.cli import main
+
+
+def test_inspect_json_on_real_ctich(shared_data, capsys):
+    assert main(["data", "inspect", str(shared_data / "ct-ich-dev"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["n_patients"], summary["n_slices"], summary["n_positive"]) == (20, 605, 90)
+
+
+def test_inspect_text_lists_skipped_files(bad_inputs, capsys):
+    assert main(["data", "inspect", str(bad_inputs / "datasets" / "csv-mismatch")]) == 0
+    out = capsys.readouterr().out
+    assert "Skipped:    3 files" in out and "002.png" in out
+
+
+def test_bad_path_is_a_message_not_a_traceback(tmp_path, capsys):
+    assert main(["data", "inspect", str(tmp_path / "missing")]) == 2
+    assert "ichkit: error:" in capsys.readouterr().err
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "usage: ichkit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layout", ["png", "dicom", "nifti", "ctich"])
+def test_phantom_then_inspect(tmp_path, capsys, layout):
+    out = tmp_path / layout
+    assert main(["phantom", str(out), "--scans", "3", "--seed", "1", "--format", layout,
+                 "--size", "64", "--slices", "10"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["data", "inspect", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_scans"] == 3 and summary["n_slices"] == 30
+    assert summary["n_positive"] > 0 and summary["ordered"]
+    assert summary["n_skipped"] == 0

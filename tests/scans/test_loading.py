@@ -1,0 +1,52 @@
+"""scans.load: layout detection and the errors a user meets first."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import scans
+
+
+def test_detects_each_real_layout(shared_data):
+    assert scans.detect_layout(shared_data / "ct-ich-dev") == "ctich"
+    assert scans.detect_layout(shared_data / "dicom" / "philips-head-phantom") == "dicom"
+    assert scans.detect_layout(shared_data / "bad-inputs" / "nifti") == "nifti"
+    assert scans.detect_layout(shared_data / "bad-inputs" / "datasets" / "csv-mismatch") == "csv"
+    assert (
+        scans.detect_layout(shared_data / "bad-inputs" / "datasets" / "single-class") == "folders"
+    )
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        scans.load(tmp_path / "nowhere")
+
+
+def test_unknown_kind_suggests_the_closest(tmp_path):
+    with pytest.raises(ValueError, match="Did you mean 'dicom'"):
+        scans.load(tmp_path, kind="dicm")
+
+
+def test_everything_unreadable_is_refused(tmp_path):
+    (tmp_path / "normal").mkdir()
+    (tmp_path / "normal" / "a.png").write_bytes(b"")
+    with pytest.warns(UserWarning):
+        with pytest.raises(scans.DatasetError, match="all 1 files were skipped"):
+            scans.load(tmp_path)
+
+
+def test_several_csvs_need_a_choice(tmp_path):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "0.png")
+    (tmp_path / "a.csv").write_text("id,label\n0,1\n")
+    (tmp_path / "b.csv").write_text("id,label\n0,0\n")
+    with pytest.raises(scans.DatasetError, match="pass labels="):
+        scans.load(tmp_path)
+    assert scans.load(tmp_path, labels=tmp_path / "b.csv").table["label"].tolist() == [0]
+
+
+def test_inspect_reports_the_required_keys(shared_data):
+    summary = scans.inspect(scans.load(shared_data / "ct-ich-dev"))
+    for key in ("layout", "n_slices", "n_patients", "n_scans", "n_positive", "skipped"):
+        assert key in summary
+    assert summary["image_sizes"] == {"650x650": 605}
+    assert summary["subtypes"]["epidural"] > 0

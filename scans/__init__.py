@@ -11,18 +11,46 @@ from scans.errors import DatasetError, ScanReadError
 from scans.inspect import inspect
 from scans.loading import LAYOUTS, detect_layout, load
 from scans.readers import read_image, read_slice
+from scans.splits import Split, find_near_duplicates, grouped_kfold, patient_split
+from scans.transforms import (
+    Compose,
+    CropToHead,
+    NeighborSlices,
+    NormalizeIntensity,
+    RandomAugment,
+    Resize,
+    ScaleIntensity,
+    prepare_slice,
+)
+from scans.windowing import WINDOW_PRESETS, Window, WindowStack, get_window
 
 __all__ = [
     "LAYOUTS",
     "SUBTYPES",
+    "WINDOW_PRESETS",
+    "Compose",
+    "CropToHead",
     "DatasetError",
+    "NeighborSlices",
+    "NormalizeIntensity",
+    "RandomAugment",
+    "Resize",
+    "ScaleIntensity",
     "ScanDataset",
     "ScanReadError",
     "SliceImage",
     "Skipped",
+    "Split",
+    "Window",
+    "WindowStack",
     "detect_layout",
+    "find_near_duplicates",
+    "get_window",
+    "grouped_kfold",
     "inspect",
     "load",
+    "patient_split",
+    "prepare_slice",
     "read_image",
     "read_slice",
 ]

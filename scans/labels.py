@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -84,14 +85,17 @@ class LabelTable:
         for key in candidates:
             if key in self.rows or key in self.invalid:
                 return key, self.rows.get(key)
-        keys = (*self.rows, *self.invalid)
-        numeric = {_as_int(key): key for key in keys if _as_int(key) is not None}
         for key in candidates:
-            number = _as_int(key)
-            if number is not None and number in numeric:
-                found = numeric[number]
+            found = self._numeric_keys.get(_as_int(key))
+            if found is not None:
                 return found, self.rows.get(found)
         return None, None
+
+    @cached_property
+    def _numeric_keys(self) -> dict[int, str]:
+        """Keys that are numbers, by value: '007' is found for a file named '7'."""
+        keys = (*self.rows, *self.invalid)
+        return {_as_int(key): key for key in keys if _as_int(key) is not None}
 
 
 def read_labels(path: str | Path, key_columns: tuple[str, ...]) -> LabelTable:

@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from scans._checks import as_generator, check_fraction, check_int
 from scans._slice import SliceImage
@@ -235,6 +234,8 @@ def grouped_kfold(
     seed = int(rng.integers(np.iinfo(np.int32).max))
     folds = None
     if np.unique(slice_labels).size > 1 and np.bincount(slice_labels).max() >= n_splits:
+        from sklearn.model_selection import StratifiedGroupKFold  # lazy: 1 s to import
+
         splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
         with warnings.catch_warnings():
             # Replaced by the patient-level warning above, which says what it means.
@@ -487,6 +488,8 @@ def _take(
     """Split ``patients`` into (rest, ``n_taken`` taken), stratified by label."""
     if n_taken == 0:
         return patients, patients[:0]
+    from sklearn.model_selection import train_test_split  # lazy: 1 s to import
+
     seed = int(rng.integers(np.iinfo(np.int32).max))
     rest, taken = train_test_split(
         patients, test_size=n_taken, stratify=patient_labels, random_state=seed

@@ -7,6 +7,8 @@ patient, scan, order and labels, and ``read(i)`` for the pixels.
 
 from scans._slice import SliceImage
 from scans.dataset import SUBTYPES, ScanDataset, Skipped
+from scans.dicom import is_dicom, read_dicom_slice
+from scans.dicom_series import load_dicom
 from scans.errors import DatasetError, ScanReadError
 from scans.inspect import inspect
 from scans.loading import LAYOUTS, detect_layout, load
@@ -48,9 +50,12 @@ __all__ = [
     "get_window",
     "grouped_kfold",
     "inspect",
+    "is_dicom",
     "load",
+    "load_dicom",
     "patient_split",
     "prepare_slice",
+    "read_dicom_slice",
     "read_image",
     "read_slice",
 ]

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from scans.dataset import ScanDataset
+from scans.dicom import is_dicom
 from scans.errors import DatasetError
 from scans.nifti import NIFTI_SUFFIXES
 from scans.readers import IMAGE_SUFFIXES
@@ -84,7 +85,7 @@ def load(
 
         dataset = load_nifti(path, strict=strict, verify=verify)
     elif layout == "dicom":
-        from scans.dicom import load_dicom
+        from scans.dicom_series import load_dicom
 
         dataset = load_dicom(path, labels=labels, strict=strict, verify=verify)
     elif layout == "csv":
@@ -118,9 +119,9 @@ def detect_layout(path: str | Path) -> str:
     """Name the layout of a data set from what it contains.
 
     Tried in order: ``ctich`` (``Patients_CT/`` and ``hemorrhage_diagnosis.csv``),
-    ``nifti`` (``.nii``/``.nii.gz`` files), ``dicom`` (files with the DICOM preamble
-    or a ``.dcm`` name), ``csv`` (images and a label CSV), ``folders`` (class
-    subfolders of images).
+    ``nifti`` (``.nii``/``.nii.gz`` files), ``dicom`` (DICOM content, with or
+    without preamble, or a ``.dcm`` name), ``csv`` (images and a label CSV),
+    ``folders`` (class subfolders of images).
 
     Raises
     ------
@@ -156,10 +157,5 @@ def detect_layout(path: str | Path) -> str:
 
 
 def _looks_like_dicom(path: Path) -> bool:
-    """The DICOM preamble ('DICM' at byte 128), or a .dcm name for files written without it."""
-    try:
-        with open(path, "rb") as file:
-            head = file.read(132)
-    except OSError:
-        return False
-    return head[128:132] == b"DICM" or path.suffix.lower() == ".dcm"
+    """DICOM content by its first bytes (``is_dicom``: preamble or none), or a .dcm name."""
+    return is_dicom(path) or path.suffix.lower() == ".dcm"

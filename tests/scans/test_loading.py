@@ -50,3 +50,11 @@ def test_inspect_reports_the_required_keys(shared_data):
         assert key in summary
     assert summary["image_sizes"] == {"650x650": 605}
     assert summary["subtypes"]["epidural"] > 0
+
+
+def test_detects_dicom_without_preamble_or_extension(tmp_path, write_slice):
+    write_slice(tmp_path / "IM0001", preamble=False)
+
+    assert scans.detect_layout(tmp_path) == "dicom"
+    assert scans.detect_layout(tmp_path / "IM0001") == "dicom"
+    assert len(scans.load(tmp_path)) == 1

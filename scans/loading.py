@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 
+from scans._checks import unknown_name_message
 from scans.dataset import ScanDataset
 from scans.dicom import is_dicom
 from scans.errors import DatasetError
@@ -73,9 +73,7 @@ def load(
         raise FileNotFoundError(f"Data set path '{path}' does not exist.")
     layout = kind or detect_layout(path)
     if layout not in LAYOUTS:
-        close = difflib.get_close_matches(layout, LAYOUTS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"Unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}.{hint}")
+        raise ValueError(unknown_name_message("layout", layout, LAYOUTS))
     if layout == "ctich":
         from scans.datasets import load_ctich
 

@@ -21,7 +21,9 @@ def check_int(value: object, name: str, owner: str, *, minimum: int) -> None:
             f"Got {value!r} of type {type(value).__name__}."
         )
     if value < minimum:
-        raise ValueError(f"The '{name}' parameter of {owner} must be >= {minimum}. Got {value!r}.")
+        raise ValueError(
+            f"The '{name}' parameter of {owner} must be an int >= {minimum}. Got {value!r}."
+        )
 
 
 def check_real(value: object, name: str, owner: str) -> None:

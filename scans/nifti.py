@@ -16,7 +16,14 @@ from scans.dataset import SUBTYPES, ScanDataset, SkipLog, warn_skipped
 from scans.errors import ScanReadError
 from scans.labels import subtype_name
 
-__all__ = ["read_nifti_slice", "read_nifti_volume", "load_nifti", "NIFTI_SUFFIXES"]
+__all__ = [
+    "NIFTI_SUFFIXES",
+    "load_nifti",
+    "ras_to_slices",
+    "read_nifti_slice",
+    "read_nifti_volume",
+    "slices_to_ras",
+]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 #: Folders and name endings that hold masks, not images (nnU-Net, common exports).
@@ -71,9 +78,21 @@ def _canonical_volume(path: str) -> _Volume:
     nan = np.isnan(data)
     nan_slices = sorted(set(np.nonzero(nan)[2].tolist()))
     data[nan] = NAN_FILL_HU
-    # (x: left->right, y: posterior->anterior, z) to (z, anterior->posterior, right->left).
-    slices = np.ascontiguousarray(np.transpose(data[::-1, ::-1, :], (2, 1, 0)))
-    return _Volume(slices, int(nan.sum()), nan_slices)
+    return _Volume(ras_to_slices(data), int(nan.sum()), nan_slices)
+
+
+def ras_to_slices(data: np.ndarray) -> np.ndarray:
+    """An (x, y, z) RAS+ array as (z, rows, columns) slices in viewing orientation.
+
+    x runs left to right and y posterior to anterior; a radiologist views an axial
+    slice with anterior at the top and the patient's right on the image's left.
+    """
+    return np.ascontiguousarray(np.transpose(data[::-1, ::-1, :], (2, 1, 0)))
+
+
+def slices_to_ras(slices: np.ndarray) -> np.ndarray:
+    """The inverse of ``ras_to_slices``: what a writer stores with a positive diagonal affine."""
+    return np.ascontiguousarray(np.transpose(slices, (2, 1, 0))[::-1, ::-1, :])
 
 
 def load_nifti(root: str | Path, *, strict: bool = False, verify: bool = True) -> ScanDataset:

@@ -9,7 +9,6 @@ stored under two patient ids.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
@@ -202,13 +201,7 @@ def grouped_kfold(
         When fewer positive (or negative) patients than folds exist, so some test folds
         hold one class only and their AUC is undefined.
     """
-    if isinstance(n_splits, bool) or not isinstance(n_splits, numbers.Integral):
-        raise TypeError(
-            "The 'n_splits' parameter of grouped_kfold must be an int. "
-            f"Got {n_splits!r} of type {type(n_splits).__name__}."
-        )
-    if n_splits < 2:
-        raise ValueError(f"The 'n_splits' parameter of grouped_kfold must be >= 2. Got {n_splits}.")
+    check_int(n_splits, "n_splits", "grouped_kfold", minimum=2)
     patient_of_slice, n_patients = _patient_codes(groups, "grouped_kfold")
     if n_splits > n_patients:
         raise ValueError(

@@ -207,7 +207,9 @@ def test_grouped_kfold_is_reproducible_and_stratified():
 def test_grouped_kfold_errors_at_the_call():
     with pytest.raises(ValueError, match="cannot make n_splits=5 folds from 3 patients"):
         grouped_kfold(["a", "b", "c", "c"], None, 5)
-    with pytest.raises(ValueError, match="The 'n_splits' parameter of grouped_kfold must be >= 2"):
+    with pytest.raises(
+        ValueError, match="The 'n_splits' parameter of grouped_kfold must be an int >= 2"
+    ):
         grouped_kfold(["a", "b"], None, 1)
 
 

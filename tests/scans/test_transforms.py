@@ -158,7 +158,7 @@ def test_crop_explicit_threshold():
 
 def test_crop_parameter_checks():
     with pytest.raises(
-        ValueError, match="The 'margin' parameter of CropToHead must be >= 0. Got -1."
+        ValueError, match="The 'margin' parameter of CropToHead must be an int >= 0. Got -1."
     ):
         CropToHead(margin=-1)
     with pytest.raises(
@@ -287,7 +287,7 @@ def test_neighbor_slices_of_channel_last_stack():
 
 def test_neighbor_slices_checks():
     with pytest.raises(
-        ValueError, match="The 'n_neighbors' parameter of NeighborSlices must be >= 0"
+        ValueError, match="The 'n_neighbors' parameter of NeighborSlices must be an int >= 0"
     ):
         NeighborSlices(-1)
     with pytest.raises(

@@ -45,6 +45,12 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--patient-pattern", help="regex with a group 'patient' finding loose images' patient"
     )
+    inspect.add_argument(
+        "--duplicates",
+        action="store_true",
+        help="split by patient (70/15/15) and report near-identical slices across parts",
+    )
+    inspect.add_argument("--seed", type=int, default=0, help="seed of that split")
     inspect.set_defaults(handler=_inspect)
 
     phantom = commands.add_parser("phantom", help="write a synthetic head CT data set")
@@ -76,7 +82,7 @@ def _inspect(arguments: argparse.Namespace) -> int:
             strict=arguments.strict,
             patient_pattern=arguments.patient_pattern,
         )
-    summary = inspect(dataset)
+    summary = inspect(dataset, duplicates=arguments.duplicates, random_state=arguments.seed)
     print(json.dumps(summary, indent=2) if arguments.json else format_inspection(summary))
     return 0
 

@@ -11,13 +11,20 @@ from scans.dataset import ScanDataset
 __all__ = ["inspect", "format_inspection"]
 
 
-def inspect(dataset: ScanDataset) -> dict[str, Any]:
+def inspect(
+    dataset: ScanDataset, *, duplicates: bool = False, random_state: int = 0
+) -> dict[str, Any]:
     """Counts and facts of a loaded data set, as JSON-ready values.
 
     Keys: ``layout, root, n_slices, n_patients, n_scans, n_positive, n_negative,
     n_unlabelled, subtypes`` (positive slices per subtype), ``ordered``,
     ``slices_per_scan`` (min/median/max), ``image_sizes`` ("HxW" -> slices),
     ``skipped`` (path and reason of each), ``notes``.
+
+    With ``duplicates=True`` it also makes the default patient-grouped split
+    (``patient_split``, 70/15/15, seeded by ``random_state``) and adds ``split``
+    (patients and slices per part) and ``near_duplicates`` (pairs of near-identical
+    slices that fall in different parts: they would inflate test accuracy).
     """
     table = dataset.table
     labels = table["label"]
@@ -44,7 +51,24 @@ def inspect(dataset: ScanDataset) -> dict[str, Any]:
         "skipped": [{"path": item.path, "reason": item.reason} for item in dataset.skipped],
         "notes": list(dataset.notes),
     }
+    if duplicates:
+        summary.update(_split_and_duplicates(dataset, random_state))
     return summary
+
+
+def _split_and_duplicates(dataset: ScanDataset, random_state: int) -> dict[str, Any]:
+    from scans.splits import find_near_duplicates, patient_split
+
+    split = patient_split(dataset.groups, dataset.labels, random_state=random_state)
+    parts = split.part_names()
+    table = dataset.table.assign(part=parts)
+    counts = {
+        part: {"n_patients": int(rows["patient_id"].nunique()), "n_slices": len(rows)}
+        for part, rows in table.groupby("part", sort=False)
+    }
+    pairs = find_near_duplicates(dataset, parts)
+    columns = ["path_a", "path_b", "part_a", "part_b", "distance"]
+    return {"split": counts, "near_duplicates": pairs[columns].to_dict("records")}
 
 
 def _image_sizes(dataset: ScanDataset) -> dict[str, int]:
@@ -80,4 +104,17 @@ def format_inspection(summary: dict[str, Any]) -> str:
     lines.append(f"Skipped:    {summary['n_skipped']} files")
     lines += [f"  - {item['path']}: {item['reason']}" for item in summary["skipped"]]
     lines += [f"Note:       {note}" for note in summary["notes"]]
+    if "split" in summary:
+        parts = ", ".join(
+            f"{part} {count['n_patients']} patients / {count['n_slices']} slices"
+            for part, count in summary["split"].items()
+        )
+        lines.append(f"Split:      {parts}")
+        pairs = summary["near_duplicates"]
+        lines.append(f"Duplicates: {len(pairs)} near-identical pairs across parts")
+        lines += [
+            f"  - {pair['path_a']} ({pair['part_a']}) ~ {pair['path_b']} ({pair['part_b']}), "
+            f"{pair['distance']} bits"
+            for pair in pairs
+        ]
     return "\n".join(lines)

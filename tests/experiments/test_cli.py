@@ -40,3 +40,15 @@ def test_phantom_then_inspect(tmp_path, capsys, layout):
     assert summary["n_scans"] == 3 and summary["n_slices"] == 30
     assert summary["n_positive"] > 0 and summary["ordered"]
     assert summary["n_skipped"] == 0
+
+
+def test_inspect_duplicates_reports_the_split(tmp_path, capsys):
+    out = tmp_path / "phantom"
+    assert main(["phantom", str(out), "--scans", "7", "--size", "32", "--slices", "8"]) == 0
+    capsys.readouterr()
+    assert main(["data", "inspect", str(out), "--duplicates", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary["split"]) == {"train", "validation", "test"}
+    assert sum(part["n_slices"] for part in summary["split"].values()) == 56
+    assert sum(part["n_patients"] for part in summary["split"].values()) == 7
+    assert summary["near_duplicates"] == []

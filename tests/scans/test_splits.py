@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy import ndimage
 
+import scans
 from scans._slice import SliceImage
 from scans.dataset import ScanDataset
 from scans.splits import PART_NAMES, Split, find_near_duplicates, grouped_kfold, patient_split
@@ -363,3 +364,26 @@ def test_near_duplicates_scale_to_many_images():
     parts = np.where(np.arange(1500) < 1000, "train", "test")
     found = find_near_duplicates(images, parts, window=None)
     assert (3, 1499) in set(zip(found.index_a, found.index_b, strict=True))
+
+
+def test_near_duplicates_on_real_slices(shared_data, tmp_path):
+    """Default hash settings: a re-encoded copy is found, other patients' slices are not."""
+    import io
+
+    from scans.readers import read_image
+
+    dataset = scans.load(shared_data / "ct-ich-dev")
+    rows = np.arange(0, len(dataset), 6)
+    images = [dataset.read(int(index)) for index in rows]
+    copy = Image.fromarray(images[7].pixels.astype(np.uint8)).resize((512, 512))
+    buffer = io.BytesIO()
+    copy.save(buffer, "JPEG", quality=70)
+    (tmp_path / "copy.jpg").write_bytes(buffer.getvalue())
+    images.append(read_image(tmp_path / "copy.jpg"))
+    patients = [*dataset.table["patient_id"].iloc[rows], "copy"]
+    parts = np.where(np.asarray(patients) == "copy", "test", "train")
+    pairs = find_near_duplicates(images, parts)
+    assert pairs[["index_a", "index_b"]].values.tolist() == [[7, len(images) - 1]]
+    # Across all patients of the sample, nothing else comes close.
+    everyone = find_near_duplicates(images[:-1], [str(p) for p in patients[:-1]])
+    assert everyone.empty

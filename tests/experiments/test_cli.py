@@ -46,7 +46,8 @@ def test_inspect_duplicates_reports_the_split(tmp_path, capsys):
     out = tmp_path / "phantom"
     assert main(["phantom", str(out), "--scans", "7", "--size", "32", "--slices", "8"]) == 0
     capsys.readouterr()
-    assert main(["data", "inspect", str(out), "--duplicates", "--json"]) == 0
+    with pytest.warns(UserWarning, match="could not stratify"):  # 7 patients, 3 parts
+        assert main(["data", "inspect", str(out), "--duplicates", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert set(summary["split"]) == {"train", "validation", "test"}
     assert sum(part["n_slices"] for part in summary["split"].values()) == 56

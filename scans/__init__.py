@@ -24,7 +24,7 @@ from scans.transforms import (
     ScaleIntensity,
     prepare_slice,
 )
-from scans.windowing import WINDOW_PRESETS, Window, WindowStack, get_window
+from scans.windowing import WINDOW_PRESETS, Window, WindowStack, get_window, to_hounsfield
 
 __all__ = [
     "LAYOUTS",
@@ -58,4 +58,5 @@ __all__ = [
     "read_dicom_slice",
     "read_image",
     "read_slice",
+    "to_hounsfield",
 ]

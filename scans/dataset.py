@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -96,12 +97,20 @@ class ScanDataset:
         )
 
     def read(self, index: int) -> SliceImage:
-        """Read the pixels of row ``index`` (position in ``table``)."""
+        """Read the pixels of row ``index`` (position in ``table``).
+
+        Where the table knows the display window an image was exported with
+        (``window_center``, ``window_width``: CT-ICH's 40/120), the slice carries it.
+        """
         from scans.readers import read_slice
 
         row = self.table.iloc[index]
         frame = None if pd.isna(row["frame"]) else int(row["frame"])
-        return read_slice(row["path"], format=row["format"], frame=frame)
+        image = read_slice(row["path"], format=row["format"], frame=frame)
+        if image.window is None and pd.notna(row.get("window_center", pd.NA)):
+            window = (float(row["window_center"]), float(row["window_width"]))
+            image = dataclasses.replace(image, window=window)
+        return image
 
     @property
     def subtypes(self) -> list[str]:

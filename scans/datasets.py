@@ -22,6 +22,8 @@ CLASS_NAMES = {
     **dict.fromkeys(("hemorrhage", "haemorrhage", "yes", "positive", "ich", "bleed", "1"), 1),
     **dict.fromkeys(SUBTYPES, 1),
 }
+#: The window of CT-ICH's brain/ images (Hssayeni et al.): level 40, width 120.
+_CTICH_BRAIN_WINDOW = (40.0, 120.0)
 _CSV_KEYS = ("id", "image", "image_id", "filename", "file", "path")
 _LOOSE_NOTE = (
     "no patient ids: each image is treated as its own patient. If several images come "
@@ -181,6 +183,8 @@ def load_ctich(root: str | Path, *, strict: bool = False, verify: bool = True) -
                 "label": 1 - normal,
                 **values,
                 "bone_path": str(bone) if bone.is_file() else None,
+                "window_center": _CTICH_BRAIN_WINDOW[0],
+                "window_width": _CTICH_BRAIN_WINDOW[1],
             }
         )
     for folder in folders.values():

@@ -23,11 +23,13 @@ from scans._checks import check_real, unknown_name_message
 from scans._slice import SliceImage
 
 __all__ = [
+    "DEFAULT_GREY_WINDOW",
     "WINDOW_PRESETS",
     "Window",
     "WindowStack",
     "get_window",
     "list_windows",
+    "to_hounsfield",
     "window_from_header",
 ]
 
@@ -304,3 +306,39 @@ def _unknown_window_message(name: str, key: str) -> str:
     return unknown_name_message("window", name, WINDOW_PRESETS, match=key) + (
         " Or give a (center, width) pair in Hounsfield units."
     )
+
+
+#: The window assumed for grey images that do not say theirs: the brain window.
+DEFAULT_GREY_WINDOW = (40.0, 80.0)
+#: Values given to grey pixels clipped by the export window; their true units are
+#: unknown but beyond the window, and in head CT that is bone above and air below.
+_CLIPPED_HIGH_HU, _CLIPPED_LOW_HU = 1000.0, -1000.0
+
+
+def to_hounsfield(
+    image: SliceImage, *, grey_window: tuple[float, float] = DEFAULT_GREY_WINDOW
+) -> np.ndarray:
+    """Hounsfield units, or their best estimate for an already-windowed image.
+
+    A slice in Hounsfield units is returned as it is. A grey image exported with a
+    window (``image.window``, else ``grey_window``) is mapped back linearly inside
+    that window; pixels the export clipped (0 or ``max_value``) become -1000 or
+    +1000 HU (air, bone). Features with Hounsfield-unit bands then mean the same on
+    DICOM, NIfTI and on PNG/JPEG exports such as CT-ICH's (window 40/120).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grey = SliceImage(np.array([[0.0, 127.5, 255.0]]), hounsfield=False, window=(40, 120))
+    >>> to_hounsfield(grey).tolist()
+    [[-1000.0, 40.0, 1000.0]]
+    """
+    if image.hounsfield:
+        return np.asarray(image.pixels, dtype=np.float32)
+    center, width = image.window or grey_window
+    check_real(width, "width", "to_hounsfield")
+    grey = np.asarray(image.pixels, dtype=np.float32)
+    hounsfield = grey / image.max_value * width + (center - width / 2)
+    hounsfield[grey <= 0] = _CLIPPED_LOW_HU
+    hounsfield[grey >= image.max_value] = _CLIPPED_HIGH_HU
+    return hounsfield.astype(np.float32)

@@ -14,7 +14,7 @@ import pandas as pd
 from scans._slice import SliceImage
 from scans.errors import DatasetError, ScanReadError
 
-__all__ = ["SUBTYPES", "ScanDataset", "Skipped", "SkipLog"]
+__all__ = ["SUBTYPES", "ScanDataset", "Skipped", "SkipLog", "read_row"]
 
 #: The five hemorrhage subtypes, in the order used for every table and model output.
 SUBTYPES = ("epidural", "subdural", "subarachnoid", "intraparenchymal", "intraventricular")
@@ -102,15 +102,7 @@ class ScanDataset:
         Where the table knows the display window an image was exported with
         (``window_center``, ``window_width``: CT-ICH's 40/120), the slice carries it.
         """
-        from scans.readers import read_slice
-
-        row = self.table.iloc[index]
-        frame = None if pd.isna(row["frame"]) else int(row["frame"])
-        image = read_slice(row["path"], format=row["format"], frame=frame)
-        if image.window is None and pd.notna(row.get("window_center", pd.NA)):
-            window = (float(row["window_center"]), float(row["window_width"]))
-            image = dataclasses.replace(image, window=window)
-        return image
+        return read_row(self.table.iloc[index])
 
     @property
     def subtypes(self) -> list[str]:
@@ -161,6 +153,19 @@ class ScanDataset:
                 f"Data set '{self.root}' has one class only ({len(labelled)} slices, all "
                 f"{name}); a classifier needs both normal and hemorrhage slices."
             )
+
+
+def read_row(row: pd.Series | dict) -> SliceImage:
+    """Read the slice a table row describes (``path``, ``format``, ``frame``, and the
+    export window ``window_center``/``window_width`` where the table has one)."""
+    from scans.readers import read_slice
+
+    frame = None if pd.isna(row["frame"]) else int(row["frame"])
+    image = read_slice(row["path"], format=row["format"], frame=frame)
+    if image.window is None and pd.notna(row.get("window_center", pd.NA)):
+        window = (float(row["window_center"]), float(row["window_width"]))
+        image = dataclasses.replace(image, window=window)
+    return image
 
 
 def _normalise_table(table: pd.DataFrame) -> pd.DataFrame:

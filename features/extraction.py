@@ -1,0 +1,191 @@
+"""Handcrafted features of a whole data set: parallel, streamed, cached by content.
+
+Each slice is read, brought to Hounsfield units (``scans.to_hounsfield``), resized
+and described by ``HandcraftedFeatures``. Slices are processed in chunks by joblib
+workers and written into one preallocated array as they arrive, so memory holds the
+features, not the images. With a cache folder, each slice's features are stored by
+``joblib.Memory`` under a key made of the file's content digest and the feature
+config: a second run, or a run killed half-way, reuses what was computed, and a
+changed file or config is recomputed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from joblib import Memory, Parallel, delayed
+
+from scans.dataset import ScanDataset, Skipped, read_row
+from scans.errors import ScanReadError
+
+__all__ = [
+    "DEFAULT_FEATURE_CONFIG",
+    "resolve_feature_config",
+    "extract_features",
+    "default_cache_dir",
+]
+
+#: Bump when a feature's computation changes, so cached values are not reused.
+FEATURES_VERSION = 1
+
+DEFAULT_FEATURE_CONFIG = {
+    "size": 256,
+    "grey_window": [40.0, 80.0],
+    "families": ["intensity", "bands", "glcm", "lbp", "hog", "gabor", "shape"],
+    "params": {},
+}
+
+
+def default_cache_dir() -> Path:
+    """``$ICHKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/ichkit``, else ``~/.cache/ichkit``."""
+    if os.environ.get("ICHKIT_CACHE_DIR"):
+        return Path(os.environ["ICHKIT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ichkit"
+
+
+def resolve_feature_config(config: dict | None = None) -> dict:
+    """``config`` over ``DEFAULT_FEATURE_CONFIG``; unknown keys are an error."""
+    resolved = copy.deepcopy(DEFAULT_FEATURE_CONFIG)
+    unknown = set(config or {}) - set(resolved)
+    if unknown:
+        raise ValueError(
+            f"Unknown feature config keys: {', '.join(sorted(unknown))}. Allowed: "
+            f"{', '.join(resolved)}."
+        )
+    resolved.update(copy.deepcopy(config or {}))
+    return resolved
+
+
+def extract_features(
+    dataset: ScanDataset,
+    config: dict | None = None,
+    *,
+    cache_dir: str | Path | None = None,
+    n_jobs: int = 1,
+    chunk_size: int = 32,
+    strict: bool = False,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, list[Skipped]]:
+    """Features of every slice of ``dataset``.
+
+    Parameters
+    ----------
+    dataset : ScanDataset
+    config : dict, default=None
+        ``size`` (slices are resized to size x size), ``grey_window`` (the window
+        assumed for grey images that do not carry theirs), ``families`` and
+        ``params`` of ``HandcraftedFeatures``; see ``DEFAULT_FEATURE_CONFIG``.
+    cache_dir : path, default=None
+        Where ``joblib.Memory`` keeps features; None computes everything.
+    n_jobs : int, default=1
+        joblib workers.
+    chunk_size : int, default=32
+        Slices per task.
+    strict : bool, default=False
+        Raise on the first unreadable slice instead of skipping it.
+    progress : bool, default=True
+        Show a progress bar (tqdm).
+
+    Returns
+    -------
+    features : DataFrame
+        One row per readable slice, indexed by its position in ``dataset.table``,
+        one float32 column per feature name.
+    skipped : list of Skipped
+        Slices that could not be read, with the reason.
+    """
+    from tqdm.auto import tqdm
+
+    config = resolve_feature_config(config)
+    names = _feature_names(config)
+    key = json.dumps({"version": FEATURES_VERSION, **config}, sort_keys=True)
+    memory = Memory(Path(cache_dir) / "features" if cache_dir else None, verbose=0)
+    columns = [
+        "path",
+        "format",
+        "frame",
+        *[c for c in ("window_center", "window_width") if c in dataset.table],
+    ]
+    records = dataset.table[columns].to_dict("records")
+    chunks = [
+        range(start, min(start + chunk_size, len(records)))
+        for start in range(0, len(records), chunk_size)
+    ]
+    values = np.full((len(records), len(names)), np.nan, dtype=np.float32)
+    skipped: list[Skipped] = []
+    tasks = (
+        delayed(_chunk_features)([records[i] for i in chunk], config, key, memory, strict)
+        for chunk in chunks
+    )
+    results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
+    bar = tqdm(total=len(records), desc="features", unit="slice", disable=not progress or None)
+    for chunk, (chunk_values, chunk_skipped) in zip(chunks, results, strict=True):
+        values[chunk.start : chunk.stop] = chunk_values
+        skipped += chunk_skipped
+        bar.update(len(chunk))
+    bar.close()
+    readable = ~np.isnan(values).all(axis=1)
+    frame = pd.DataFrame(values[readable], columns=names, index=np.flatnonzero(readable))
+    return frame, skipped
+
+
+def _feature_names(config: dict) -> list[str]:
+    extractor = _extractor(config)
+    return list(extractor.get_feature_names_out())
+
+
+def _extractor(config: dict):
+    from features.union import HandcraftedFeatures
+
+    size = config["size"]
+    blank = np.full((1, size, size), -1000.0, dtype=np.float32)
+    return HandcraftedFeatures(config["families"], config["params"]).fit(blank)
+
+
+def _chunk_features(
+    records: list[dict], config: dict, key: str, memory: Memory, strict: bool
+) -> tuple[np.ndarray, list[Skipped]]:
+    """Features of a chunk of slices; unreadable slices give a row of NaN and a Skipped."""
+    cached = memory.cache(_slice_features, ignore=["record", "extractor", "config"])
+    extractor = _extractor(config)
+    rows, skipped = [], []
+    for record in records:
+        try:
+            rows.append(cached(record, extractor, config, _digest(record), key))
+        except ScanReadError as error:
+            if strict:
+                raise
+            skipped.append(Skipped(error.path, error.reason))
+            rows.append(None)
+    width = len(extractor.get_feature_names_out())
+    return np.stack(
+        [np.full(width, np.nan, np.float32) if row is None else row for row in rows]
+    ), skipped
+
+
+def _slice_features(record: dict, extractor, config: dict, digest: str, key: str) -> np.ndarray:
+    """One slice's features; ``digest`` and ``key`` are what the cache is keyed on."""
+    from scans.transforms import Resize
+    from scans.windowing import to_hounsfield
+
+    image = read_row(record)
+    hounsfield = to_hounsfield(image, grey_window=tuple(config["grey_window"]))
+    resized = Resize(config["size"])(hounsfield)
+    return extractor.transform_slice(resized).astype(np.float32)
+
+
+def _digest(record: dict) -> str:
+    """Content digest of the slice's file (and frame), so edited files are recomputed."""
+    path = Path(record["path"])
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise ScanReadError(path, f"cannot read ({error.strerror or error})") from error
+    return hashlib.blake2b(content + str(record["frame"]).encode(), digest_size=16).hexdigest()

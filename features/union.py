@@ -1,0 +1,91 @@
+"""All handcrafted families in one extractor, chosen by name."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from features._base import SliceFeatures, _check_slices
+from features.brain import brain_mask
+from scans._checks import unknown_name_message
+
+__all__ = ["FAMILIES", "DEFAULT_FAMILIES", "HandcraftedFeatures", "make_family"]
+
+#: Feature family name -> extractor class ("module:Class"), imported when used.
+FAMILIES = {
+    "intensity": "features.intensity:FirstOrderFeatures",
+    "bands": "features.intensity:HounsfieldBandFeatures",
+    "glcm": "features.glcm:GLCMFeatures",
+    "lbp": "features.lbp:LBPFeatures",
+    "hog": "features.hog:HOGFeatures",
+    "gabor": "features.gabor:GaborFeatures",
+    "shape": "features.shape:HyperdenseShapeFeatures",
+}
+DEFAULT_FAMILIES = tuple(FAMILIES)
+
+
+def make_family(name: str, **params) -> SliceFeatures:
+    """The extractor of one family (``glcm``, ``lbp``, ...) with its parameters."""
+    if name not in FAMILIES:
+        raise ValueError(unknown_name_message("feature family", name, FAMILIES))
+    module, cls = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**params)
+
+
+class HandcraftedFeatures(SliceFeatures):
+    """Every chosen feature family side by side, with one brain mask per slice.
+
+    Parameters
+    ----------
+    families : sequence of str, default=DEFAULT_FAMILIES
+        Families from ``FAMILIES``: intensity, bands, glcm, lbp, hog, gabor, shape.
+    params : dict, default=None
+        Parameters per family, e.g. ``{"glcm": {"distances": (1, 2)}}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> slices = np.full((2, 64, 64), -1000.0, dtype=np.float32)
+    >>> extractor = HandcraftedFeatures(families=("intensity", "bands")).fit(slices)
+    >>> extractor.transform(slices).shape[0]
+    2
+    """
+
+    def __init__(self, families=DEFAULT_FAMILIES, params=None):
+        self.families = families
+        self.params = params
+
+    def fit(self, X, y=None):
+        """Build and check each family's extractor."""
+        if isinstance(self.families, str) or len(self.families) == 0:
+            raise ValueError(
+                "The 'families' parameter of HandcraftedFeatures must be a non-empty list of "
+                f"family names from {', '.join(FAMILIES)}. Got {self.families!r}."
+            )
+        params = self.params or {}
+        unknown = set(params) - set(self.families)
+        if unknown:
+            raise ValueError(
+                f"The 'params' parameter of HandcraftedFeatures names families that are not "
+                f"in 'families': {', '.join(sorted(unknown))}."
+            )
+        _check_slices(X, type(self).__name__)
+        self.extractors_ = [
+            (name, make_family(name, **params.get(name, {})).fit(X)) for name in self.families
+        ]
+        self.feature_names_out_ = np.concatenate(
+            [extractor.get_feature_names_out() for _, extractor in self.extractors_]
+        )
+        return self
+
+    def _features(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [extractor._features(image, mask) for _, extractor in self.extractors_]
+        )
+
+    def transform_slice(self, image: np.ndarray) -> np.ndarray:
+        """Features of one (height, width) slice in Hounsfield units."""
+        check_is_fitted(self)
+        return self._features(image, brain_mask(image))

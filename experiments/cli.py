@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -53,6 +54,17 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--seed", type=int, default=0, help="seed of that split")
     inspect.set_defaults(handler=_inspect)
 
+    run = commands.add_parser("run", help="train and compare models on a data set")
+    run.add_argument("config", help="YAML config, e.g. experiments/configs/quick.yaml")
+    run.add_argument("--data", required=True, help="data set folder (any layout scans.load reads)")
+    run.add_argument("--out", required=True, help="run folder to write (resumed if it exists)")
+    run.add_argument("--cv", type=int, help="K patient-grouped folds instead of one split")
+    run.add_argument("--models", help="comma-separated model names (see ichkit list-models)")
+    run.set_defaults(handler=_run)
+
+    listing = commands.add_parser("list-models", help="the model names configs and --models take")
+    listing.set_defaults(handler=_list_models)
+
     phantom = commands.add_parser("phantom", help="write a synthetic head CT data set")
     phantom.add_argument("out", help="folder to create")
     phantom.add_argument("--scans", type=int, default=8, help="number of scans (patients)")
@@ -99,4 +111,22 @@ def _phantom(arguments: argparse.Namespace) -> int:
         n_slices=arguments.slices,
     )
     print(f"Wrote {arguments.scans} phantom scans ({arguments.format}) to {out}")
+    return 0
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    from experiments.runner import run_experiment
+
+    models = arguments.models.split(",") if arguments.models else None
+    run_experiment(arguments.config, arguments.data, arguments.out, cv=arguments.cv, models=models)
+    print((Path(arguments.out) / "comparison.md").read_text())
+    print(f"Results in {arguments.out}: metrics.csv, summary.csv, comparison.md")
+    return 0
+
+
+def _list_models(arguments: argparse.Namespace) -> int:
+    from experiments.registry import MODELS
+
+    for name, spec in MODELS.items():
+        print(f"{name:10s} {spec.family}")
     return 0

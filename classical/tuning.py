@@ -1,0 +1,119 @@
+"""Fitting a classical model without leakage: grouped search, validation threshold.
+
+Hyperparameters are chosen by patient-grouped cross-validation on the training
+part only (``GridSearchCV`` over ``StratifiedGroupKFold``), and the decision
+threshold on validation data: a given validation part, or else the out-of-fold
+predictions of the chosen model on the training patients.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import roc_curve
+from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+
+__all__ = ["FittedModel", "fit_tuned", "choose_threshold", "balance_classes"]
+
+
+@dataclass
+class FittedModel:
+    """A tuned, refitted model and the threshold chosen for it on validation data."""
+
+    estimator: Pipeline
+    threshold: float
+    best_params: dict = field(default_factory=dict)
+    search_auc: float = float("nan")
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probability of hemorrhage per row."""
+        return self.estimator.predict_proba(X)[:, 1]
+
+    def predict(self, X) -> np.ndarray:
+        """0/1 at the chosen threshold."""
+        return (self.predict_proba(X) >= self.threshold).astype(int)
+
+
+def balance_classes(estimator: Pipeline, y) -> Pipeline:
+    """Set XGBoost's ``scale_pos_weight`` to negatives/positives of ``y`` (others keep
+    their class weights)."""
+    model = estimator.named_steps.get("model")
+    if type(model).__name__ == "XGBClassifier":
+        y = np.asarray(y)
+        estimator.set_params(model__scale_pos_weight=float((y == 0).sum() / max((y == 1).sum(), 1)))
+    return estimator
+
+
+def choose_threshold(y, probability) -> float:
+    """The threshold that maximises Youden's J (sensitivity + specificity - 1)."""
+    y = np.asarray(y)
+    if np.unique(y).size < 2:
+        return 0.5
+    false_positive_rate, true_positive_rate, thresholds = roc_curve(y, probability)
+    best = int(np.argmax(true_positive_rate - false_positive_rate))
+    return float(min(thresholds[best], 1.0))
+
+
+def fit_tuned(
+    estimator: Pipeline,
+    param_grid: dict,
+    X,
+    y,
+    groups,
+    *,
+    validation: tuple | None = None,
+    inner_folds: int = 3,
+    random_state: int | None = 0,
+    n_jobs: int = 1,
+) -> FittedModel:
+    """Tune, refit on all of ``X``, and choose the threshold on validation data.
+
+    Parameters
+    ----------
+    estimator : Pipeline
+        A classical model, e.g. ``classical.models.make_svm()``.
+    param_grid : dict
+        Grid for ``GridSearchCV`` (``classical.models.PARAM_GRIDS[name]``).
+    X, y, groups : array-like
+        Training features, labels (0/1) and patient ids.
+    validation : (X_val, y_val), default=None
+        Held-out patients for the threshold; when None, out-of-fold predictions of
+        the chosen parameters on the training patients are used instead.
+    inner_folds : int, default=3
+        Patient-grouped folds of the search (fewer when there are too few patients).
+    random_state : int, default=0
+    n_jobs : int, default=1
+        Parallel fits of the search.
+    """
+    X, y, groups = np.asarray(X), np.asarray(y).astype(int), np.asarray(groups)
+    n_positive_patients = len(np.unique(groups[y == 1]))
+    n_negative_patients = len(np.unique(groups[y == 0]))
+    n_folds = min(inner_folds, n_positive_patients, n_negative_patients)
+    estimator = balance_classes(clone(estimator), y)
+    if n_folds < 2 or not param_grid:
+        estimator.fit(X, y)
+        probability = estimator.predict_proba(validation[0])[:, 1] if validation else None
+        threshold = choose_threshold(validation[1], probability) if validation else 0.5
+        return FittedModel(estimator, threshold)
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+    splits = list(folds.split(X, y, groups))
+    search = GridSearchCV(estimator, param_grid, scoring="roc_auc", cv=splits, n_jobs=n_jobs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # folds where a class is thin
+        search.fit(X, y)
+        if validation is not None:
+            probability = search.best_estimator_.predict_proba(validation[0])[:, 1]
+            threshold = choose_threshold(validation[1], probability)
+        else:
+            chosen = clone(estimator).set_params(**search.best_params_)
+            out_of_fold = cross_val_predict(
+                chosen, X, y, cv=splits, method="predict_proba", n_jobs=n_jobs
+            )[:, 1]
+            threshold = choose_threshold(y, out_of_fold)
+    return FittedModel(
+        search.best_estimator_, threshold, dict(search.best_params_), float(search.best_score_)
+    )

@@ -1,0 +1,54 @@
+"""Experiment configs: YAML sets the defaults, command-line flags override them."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+from experiments.registry import check_model_names
+from features.extraction import resolve_feature_config
+
+__all__ = ["DEFAULT_CONFIG", "load_config"]
+
+DEFAULT_CONFIG = {
+    "seed": 0,
+    "cv": None,  # K patient-grouped folds; None: one 70/15/15 split
+    "split": {"val_size": 0.15, "test_size": 0.15},
+    "features": {},
+    "models": ["logreg", "svm", "knn", "rf", "xgboost"],
+    "tuning": {"inner_folds": 3},
+    "n_jobs": 2,
+}
+
+
+def load_config(path: str | Path, **overrides) -> dict:
+    """Read a YAML config over ``DEFAULT_CONFIG``; non-None ``overrides`` win.
+
+    Everything is checked here, before any data is read or model trained: unknown
+    keys, unknown model names (with a did-you-mean), feature settings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file '{path}' does not exist.")
+    with open(path) as file:
+        loaded = yaml.safe_load(file) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"Config '{path}' must be a YAML mapping; got {type(loaded).__name__}.")
+    unknown = set(loaded) - set(DEFAULT_CONFIG)
+    if unknown:
+        raise ValueError(
+            f"Config '{path}' has unknown keys: {', '.join(sorted(unknown))}. Allowed: "
+            f"{', '.join(DEFAULT_CONFIG)}."
+        )
+    config = copy.deepcopy(DEFAULT_CONFIG)
+    config.update(loaded)
+    config.update({key: value for key, value in overrides.items() if value is not None})
+    config["models"] = check_model_names(config["models"])
+    config["features"] = resolve_feature_config(config["features"])
+    if config["cv"] is not None and (not isinstance(config["cv"], int) or config["cv"] < 2):
+        raise ValueError(
+            f"'cv' must be an int >= 2 (patient-grouped folds) or null. Got {config['cv']!r}."
+        )
+    return config

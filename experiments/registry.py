@@ -1,0 +1,63 @@
+"""The one table of model names used by configs, ``--models`` and every output."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import inspect
+from dataclasses import dataclass
+
+from scans._checks import unknown_name_message
+
+__all__ = ["MODELS", "ModelSpec", "check_model_names", "get_builder", "get_model", "list_models"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model's builder lives and which family it belongs to."""
+
+    family: str
+    builder: str  # "module:function", imported only when the model is built
+    grid: str | None = None  # its search grid: name in classical.models.PARAM_GRIDS
+
+
+MODELS = {
+    "logreg": ModelSpec("classical", "classical.models:make_logreg", "logreg"),
+    "svm": ModelSpec("classical", "classical.models:make_svm", "svm"),
+    "knn": ModelSpec("classical", "classical.models:make_knn", "knn"),
+    "rf": ModelSpec("classical", "classical.models:make_random_forest", "rf"),
+    "xgboost": ModelSpec("classical", "classical.models:make_xgboost", "xgboost"),
+    "bagging": ModelSpec("classical", "classical.models:make_bagging", "bagging"),
+    "adaboost": ModelSpec("classical", "classical.models:make_adaboost", "adaboost"),
+}
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Model names matching a shell-style pattern (``"*"``, ``"x*"``)."""
+    return [name for name in MODELS if fnmatch.fnmatch(name, pattern)]
+
+
+def check_model_names(names) -> list[str]:
+    """``names`` as a list, or a ValueError with a did-you-mean for the first unknown."""
+    names = list(names)
+    for name in names:
+        if name not in MODELS:
+            raise ValueError(
+                unknown_name_message("model", name, MODELS) + " See 'ichkit list-models'."
+            )
+    return names
+
+
+def get_builder(name: str):
+    """The function that builds model ``name`` (its module is imported now)."""
+    check_model_names([name])
+    module, function = MODELS[name].builder.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def get_model(name: str, **params):
+    """Build model ``name``; keyword parameters its builder does not take are ignored,
+    so a run can pass ``random_state`` and ``n_jobs`` to every model alike."""
+    builder = get_builder(name)
+    accepted = inspect.signature(builder).parameters
+    return builder(**{key: value for key, value in params.items() if key in accepted})

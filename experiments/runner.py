@@ -1,0 +1,184 @@
+"""``ichkit run``: every configured model on the same patient-grouped splits, then metrics.
+
+For each fold (K patient-grouped folds, or one 70/15/15 patient split) and model:
+tune on the training patients, choose the threshold on validation data, predict
+the held-out patients and write the predictions. A finished model x fold leaves
+``predictions/<model>__fold<k>.csv`` (written atomically), so a killed run started
+again with the same command skips what was complete.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import scans
+from classical.models import PARAM_GRIDS
+from classical.persistence import package_versions, save_model
+from classical.tuning import fit_tuned
+from experiments import _io
+from experiments.config import load_config
+from experiments.metrics import binary_metrics, scan_predictions
+from experiments.registry import MODELS, get_model
+from features.extraction import default_cache_dir, extract_features, time_features
+
+__all__ = ["run_experiment", "compute_metrics", "format_comparison"]
+
+_PREDICTION_COLUMNS = ["path", "patient_id", "scan_id", "slice_index", "label"]
+_METRIC_COLUMNS = [
+    "model", "level", "fold", "auc", "accuracy", "sensitivity", "specificity", "precision",
+    "f1", "tp", "tn", "fp", "fn", "ms_per_slice", "pr_auc", "log_loss", "threshold", "n",
+    "n_positive",
+]  # fmt: skip
+
+
+def run_experiment(
+    config_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    cv: int | None = None,
+    models: list[str] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run a comparison and write it to ``out``; returns the metrics table.
+
+    Everything that can be checked is checked before any training: the config,
+    the model names, the data path, that the data has both classes.
+    """
+    config = load_config(config_path, cv=cv, models=models)
+    data, out = Path(data), Path(out)
+    if not data.exists():
+        raise FileNotFoundError(f"Data set path '{data}' does not exist.")
+    dataset = scans.load(data)
+    dataset.require_trainable()
+    out.mkdir(parents=True, exist_ok=True)
+    _io.write_yaml(out / "config.yaml", {**config, "data": str(data)})
+    _io.write_json(out / "versions.json", package_versions())
+    _io.write_json(out / "inspection.json", scans.inspect(dataset))
+
+    features, skipped = extract_features(
+        dataset, config["features"], cache_dir=default_cache_dir(), n_jobs=config["n_jobs"],
+        progress=progress,
+    )  # fmt: skip
+    if skipped:
+        _io.write_json(out / "skipped.json", [item.__dict__ for item in skipped])
+    rows = dataset.table.loc[features.index]
+    labelled = rows["label"].notna().to_numpy()
+    rows, X = rows[labelled], features.to_numpy()[labelled]
+    y, groups = rows["label"].astype(int).to_numpy(), rows["patient_id"].to_numpy()
+    feature_ms = time_features(dataset, config["features"])
+
+    for fold, train, validation, test in _folds(config, groups, y):
+        for name in config["models"]:
+            path = out / "predictions" / f"{name}__fold{fold}.csv"
+            if path.exists():
+                continue
+            spec = MODELS[name]
+            fitted = fit_tuned(
+                get_model(name, random_state=config["seed"], n_jobs=1),
+                PARAM_GRIDS.get(spec.grid, {}),
+                X[train],
+                y[train],
+                groups[train],
+                validation=None if validation is None else (X[validation], y[validation]),
+                inner_folds=config["tuning"]["inner_folds"],
+                random_state=config["seed"],
+                n_jobs=config["n_jobs"],
+            )
+            start = time.perf_counter()
+            probability = fitted.predict_proba(X[test])
+            model_ms = (time.perf_counter() - start) * 1000 / len(test)
+            save_model(
+                out / "models" / f"{name}__fold{fold}.joblib",
+                fitted,
+                feature_config=config["features"],
+                feature_names=features.columns,
+            )
+            predictions = rows.iloc[test][_PREDICTION_COLUMNS].assign(
+                model=name,
+                fold=fold,
+                probability=probability,
+                threshold=fitted.threshold,
+                ms_per_slice=feature_ms + model_ms,
+            )
+            _io.write_csv(path, predictions)
+            if progress:
+                print(f"fold {fold} {name}: done", flush=True)
+    metrics = compute_metrics(out, config["models"])
+    _io.write_csv(out / "metrics.csv", metrics)
+    summary = summarise(metrics, out, config["models"])
+    _io.write_csv(out / "summary.csv", summary)
+    _io.write_text(out / "comparison.md", format_comparison(summary) + "\n")
+    return metrics
+
+
+def _folds(config: dict, groups: np.ndarray, y: np.ndarray):
+    """(fold, train, validation or None, test) position arrays over the labelled slices."""
+    if config["cv"]:
+        folds = scans.grouped_kfold(groups, y, config["cv"], random_state=config["seed"])
+        for fold, (train, test) in enumerate(folds):
+            yield fold, train, None, test
+    else:
+        split = scans.patient_split(groups, y, random_state=config["seed"], **config["split"])
+        yield 0, split.train, split.validation, split.test
+
+
+def _read_predictions(out: Path, models: list[str]) -> pd.DataFrame:
+    paths = [p for name in models for p in sorted((out / "predictions").glob(f"{name}__fold*.csv"))]
+    return pd.concat([pd.read_csv(p, dtype={"patient_id": str, "scan_id": str}) for p in paths])
+
+
+def compute_metrics(out: str | Path, models: list[str]) -> pd.DataFrame:
+    """Metrics per model, level (slice, and scan where scans have several slices) and fold."""
+    predictions = _read_predictions(Path(out), models)
+    has_scans = predictions.groupby("scan_id").size().max() > 1
+    records = []
+    for (name, fold), part in predictions.groupby(["model", "fold"], sort=False):
+        threshold, ms = float(part["threshold"].iloc[0]), float(part["ms_per_slice"].iloc[0])
+        levels = [("slice", part)] + ([("scan", scan_predictions(part))] if has_scans else [])
+        for level, table in levels:
+            values = binary_metrics(table["label"], table["probability"], threshold)
+            records.append({"model": name, "level": level, "fold": fold, **values,
+                            "threshold": threshold, "ms_per_slice": ms})  # fmt: skip
+    return pd.DataFrame(records)[_METRIC_COLUMNS]
+
+
+def summarise(metrics: pd.DataFrame, out: str | Path, models: list[str]) -> pd.DataFrame:
+    """Per model and level: mean and standard deviation over folds, and pooled AUC."""
+    predictions = _read_predictions(Path(out), models)
+    rows = []
+    for (name, level), part in metrics.groupby(["model", "level"], sort=False):
+        pooled = predictions[predictions["model"] == name]
+        if level == "scan":
+            pooled = pd.concat([scan_predictions(p) for _, p in pooled.groupby("fold")])
+        pooled_auc = binary_metrics(pooled["label"], pooled["probability"], 0.5)["auc"]
+        row = {"model": name, "level": level, "n_folds": len(part), "auc_pooled": pooled_auc}
+        for column in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1"):
+            row[f"{column}_mean"] = part[column].mean()
+            row[f"{column}_std"] = part[column].std(ddof=1) if len(part) > 1 else float("nan")
+        row["ms_per_slice"] = part["ms_per_slice"].mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_comparison(summary: pd.DataFrame) -> str:
+    """The comparison as a Markdown table: mean (sd) over folds."""
+
+    def cell(row, column):
+        mean, std = row[f"{column}_mean"], row[f"{column}_std"]
+        return f"{mean:.3f}" if np.isnan(std) else f"{mean:.3f} ({std:.3f})"
+
+    columns = ["model", "level", "AUC", "pooled AUC", "accuracy", "sensitivity", "specificity"]
+    columns += ["F1", "ms/slice"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    for _, row in summary.iterrows():
+        lines.append(
+            f"| {row['model']} | {row['level']} | {cell(row, 'auc')} | {row['auc_pooled']:.3f} | "
+            f"{cell(row, 'accuracy')} | {cell(row, 'sensitivity')} | {cell(row, 'specificity')} | "
+            f"{cell(row, 'f1')} | {row['ms_per_slice']:.1f} |"
+        )
+    return "\n".join(lines)

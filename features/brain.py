@@ -35,8 +35,6 @@ def brain_mask(hounsfield: np.ndarray, *, margin: int = 2) -> np.ndarray:
     -------
     ndarray of bool, same shape
     """
-    from skimage.morphology import convex_hull_image
-
     image = np.asarray(hounsfield, dtype=np.float32)
     bone = image > BONE_HU
     tissue = (image > TISSUE_HU[0]) & (image <= TISSUE_HU[1])
@@ -47,7 +45,7 @@ def brain_mask(hounsfield: np.ndarray, *, margin: int = 2) -> np.ndarray:
         bone_sizes = np.bincount(bone_labels.ravel())
         bone_sizes[0] = 0
         skull = (bone_sizes >= 0.1 * bone_sizes.max())[bone_labels]
-        inside = convex_hull_image(skull)
+        inside = _convex_hull(skull)
         near_bone = ndimage.binary_dilation(bone, iterations=margin) if margin else bone
         candidates = tissue & inside & ~near_bone
     else:
@@ -59,3 +57,21 @@ def brain_mask(hounsfield: np.ndarray, *, margin: int = 2) -> np.ndarray:
     sizes[0] = 0
     keep = sizes >= 0.002 * image.size
     return keep[labels]
+
+
+def _convex_hull(mask: np.ndarray) -> np.ndarray:
+    """The filled convex hull of a mask's pixels: Qhull on the pixel centres, then
+    Pillow's polygon fill. The region of ``skimage.morphology.convex_hull_image`` up
+    to boundary pixels (0.7% at most on CT-ICH slices), 1.7 ms instead of 10 at 256 px:
+    that hulls every pixel corner and fills with a Python-level polygon test."""
+    from PIL import Image, ImageDraw
+    from scipy.spatial import ConvexHull, QhullError
+
+    points = np.argwhere(mask)
+    try:
+        corners = points[ConvexHull(points).vertices]
+    except (QhullError, ValueError):  # fewer than 3 points, or all on a line
+        return mask.copy()
+    canvas = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
+    ImageDraw.Draw(canvas).polygon([(int(c), int(r)) for r, c in corners], fill=1, outline=1)
+    return np.asarray(canvas, dtype=bool) | mask

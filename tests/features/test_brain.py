@@ -1,0 +1,52 @@
+"""The brain mask: soft tissue inside the skull, clear of bone."""
+
+import numpy as np
+
+import scans
+from features.brain import brain_mask
+
+
+def _head(size=128, lesion=False):
+    rows, columns = np.mgrid[:size, :size]
+    radius = np.hypot(rows - size / 2, columns - size / 2)
+    image = np.full((size, size), -1000.0, np.float32)
+    image[radius < 0.42 * size] = 40.0  # scalp
+    image[radius < 0.40 * size] = 1200.0  # skull
+    image[radius < 0.35 * size] = 35.0  # brain
+    image[(rows > size - 8) & (abs(columns - size / 2) < size / 3)] = 300.0  # table
+    if lesion:
+        image[(radius < 0.35 * size) & (columns < size * 0.25)] = 70.0
+    return image, radius
+
+
+def test_brain_is_inside_the_skull_and_clear_of_it():
+    image, radius = _head()
+    mask = brain_mask(image)
+    assert mask[radius < 0.30 * 128].all()
+    assert not mask[radius >= 0.35 * 128].any()  # no bone, scalp or table
+    assert radius[mask].max() < 0.35 * 128 - 1  # clear of partial volume with bone
+
+
+def test_blood_against_the_skull_stays_in_the_brain():
+    image, radius = _head(lesion=True)
+    mask = brain_mask(image)
+    assert mask[(image == 70.0) & (radius < 0.35 * 128 - 3)].all()
+
+
+def test_without_bone_all_soft_tissue_counts():
+    image = np.full((64, 64), -1000.0, np.float32)
+    image[16:48, 16:48] = 30.0
+    assert brain_mask(image).sum() == 32 * 32
+
+
+def test_empty_slice_gives_an_empty_mask():
+    assert not brain_mask(np.full((32, 32), -1000.0, np.float32)).any()
+
+
+def test_real_slices_have_a_brain(shared_data):
+    dataset = scans.load(shared_data / "ct-ich-dev")
+    middle = dataset.table.groupby("patient_id")["slice_index"].transform("max") // 2
+    for index in np.flatnonzero(dataset.table["slice_index"] == middle)[:5]:
+        hounsfield = scans.Resize(256)(scans.to_hounsfield(dataset.read(int(index))))
+        fraction = brain_mask(hounsfield).mean()
+        assert 0.15 < fraction < 0.7, (index, fraction)

@@ -17,7 +17,7 @@ from sklearn.metrics import roc_curve
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 
-__all__ = ["FittedModel", "fit_tuned", "choose_threshold", "balance_classes"]
+__all__ = ["FittedModel", "balance_classes", "choose_threshold", "fit_per_subtype", "fit_tuned"]
 
 
 @dataclass
@@ -117,3 +117,22 @@ def fit_tuned(
     return FittedModel(
         search.best_estimator_, threshold, dict(search.best_params_), float(search.best_score_)
     )
+
+
+def fit_per_subtype(
+    estimator: Pipeline, param_grid: dict, X, subtype_labels, groups, **options
+) -> dict[str, FittedModel]:
+    """One model per hemorrhage subtype (one-vs-rest), tuned like ``fit_tuned``.
+
+    ``subtype_labels`` is a DataFrame with one 0/1 column per subtype (the data
+    set's subtype columns). Subtypes seen in fewer than two patients are left out:
+    no grouped validation is possible for them.
+    """
+    groups = np.asarray(groups)
+    models = {}
+    for subtype in subtype_labels.columns:
+        y = subtype_labels[subtype].to_numpy().astype(int)
+        if len(np.unique(groups[y == 1])) < 2:
+            continue
+        models[subtype] = fit_tuned(estimator, param_grid, X, y, groups, **options)
+    return models

@@ -1,0 +1,98 @@
+"""Classical baselines: every model fits and ranks; tuning is grouped; thresholds use validation."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from classical.models import PARAM_GRIDS
+from classical.persistence import load_model, save_model
+from classical.tuning import choose_threshold, fit_per_subtype, fit_tuned
+from experiments.registry import MODELS, get_model, list_models
+
+
+def _data(n_patients=24, per_patient=10, seed=0):
+    """Slices of patients; half the patients have positive slices shifted in feature 0."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat([f"p{i}" for i in range(n_patients)], per_patient)
+    y = np.zeros(len(groups), int)
+    for patient in range(0, n_patients, 2):
+        y[patient * per_patient : patient * per_patient + 3] = 1
+    X = rng.normal(size=(len(y), 6))
+    X[:, 0] += 2.0 * y
+    return X, y, groups
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_classical_model_learns(name):
+    X, y, groups = _data()
+    train = np.isin(groups, np.unique(groups)[:16])
+    model = get_model(name, random_state=0, n_jobs=1)
+    fitted = fit_tuned(model, PARAM_GRIDS[MODELS[name].grid], X[train], y[train], groups[train])
+    probability = fitted.predict_proba(X[~train])
+    assert probability.shape == ((~train).sum(),) and np.isfinite(probability).all()
+    assert roc_auc_score(y[~train], probability) > 0.8
+    assert 0.0 <= fitted.threshold <= 1.0
+    assert set(fitted.best_params) == set(PARAM_GRIDS[MODELS[name].grid])
+
+
+def test_xgboost_weights_the_rare_class():
+    X, y, groups = _data()
+    fitted = fit_tuned(get_model("xgboost"), {}, X, y, groups)
+    expected = (y == 0).sum() / (y == 1).sum()
+    assert fitted.estimator.named_steps["model"].get_params()["scale_pos_weight"] == expected
+
+
+def test_search_folds_keep_patients_together(monkeypatch):
+    import classical.tuning as tuning
+
+    seen = []
+    original = tuning.GridSearchCV
+
+    def recording(*args, cv, **kwargs):
+        seen.extend(cv)
+        return original(*args, cv=cv, **kwargs)
+
+    monkeypatch.setattr(tuning, "GridSearchCV", recording)
+    X, y, groups = _data()
+    fit_tuned(get_model("logreg"), PARAM_GRIDS["logreg"], X, y, groups)
+    assert seen
+    for train, test in seen:
+        assert not set(groups[train]) & set(groups[test])
+
+
+def test_threshold_comes_from_the_validation_part():
+    X, y, groups = _data()
+    fitted = fit_tuned(get_model("logreg"), {}, X, y, groups, validation=(X[:40], y[:40]))
+    probability = fitted.estimator.predict_proba(X[:40])[:, 1]
+    assert fitted.threshold == choose_threshold(y[:40], probability)
+
+
+def test_choose_threshold_maximises_youden():
+    y = np.array([0, 0, 0, 0, 1, 1, 1])
+    probability = np.array([0.1, 0.2, 0.3, 0.6, 0.5, 0.7, 0.9])
+    assert choose_threshold(y, probability) == 0.5  # J = 3/4 there, 2/3 at 0.7
+    assert choose_threshold(np.zeros(4), np.linspace(0, 1, 4)) == 0.5
+
+
+def test_per_subtype_models_skip_rare_subtypes():
+    X, y, groups = _data()
+    labels = pd.DataFrame({"epidural": y, "subdural": (np.arange(len(y)) == 0).astype(int)})
+    models = fit_per_subtype(get_model("logreg"), {}, X, labels, groups)
+    assert list(models) == ["epidural"]
+
+
+def test_saved_model_keeps_config_names_and_versions(tmp_path):
+    X, y, groups = _data()
+    fitted = fit_tuned(get_model("knn"), {}, X, y, groups)
+    path = save_model(tmp_path / "m.joblib", fitted, feature_config={"size": 64},
+                      feature_names=[f"f{i}" for i in range(6)])  # fmt: skip
+    payload = load_model(path)
+    assert payload["feature_config"] == {"size": 64} and payload["feature_names"][0] == "f0"
+    assert "scikit-learn" in payload["versions"]
+    np.testing.assert_allclose(payload["model"].predict_proba(X), fitted.predict_proba(X))
+
+
+def test_unknown_model_suggests_a_name():
+    with pytest.raises(ValueError, match="Did you mean 'xgboost'"):
+        get_model("xgbost")

@@ -1,0 +1,73 @@
+"""ichkit run end to end on a tiny phantom: outputs, resume, early errors."""
+
+import pandas as pd
+import pytest
+import yaml
+
+from experiments.runner import run_experiment
+from scans import DatasetError
+from scans.phantom_writers import write_phantom
+
+REQUIRED = ["model", "level", "fold", "auc", "accuracy", "sensitivity", "specificity",
+            "precision", "f1", "tp", "tn", "fp", "fn", "ms_per_slice"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    return write_phantom(tmp_path_factory.mktemp("data") / "ph", 8, seed=2, size=32, n_slices=8)
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICHKIT_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "tiny.yaml"
+    settings = {
+        "features": {"families": ["intensity", "bands"], "size": 32},
+        "models": ["logreg", "rf"],
+        "n_jobs": 1,
+    }
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_cross_validated_run_writes_every_output(phantom, config, tmp_path):
+    out = tmp_path / "run"
+    metrics = run_experiment(config, phantom, out, cv=2, progress=False)
+    assert set(REQUIRED) <= set(metrics.columns)
+    assert set(metrics["model"]) == {"logreg", "rf"} and set(metrics["level"]) == {"slice", "scan"}
+    assert sorted(metrics["fold"].unique()) == [0, 1]
+    on_disk = pd.read_csv(out / "metrics.csv")
+    pd.testing.assert_frame_equal(on_disk, metrics, check_dtype=False)
+    for name in ("summary.csv", "comparison.md", "config.yaml", "versions.json", "inspection.json"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "models").glob("*.joblib"))) == 4
+    slices = metrics[metrics["level"] == "slice"]
+    counted = (slices["tp"] + slices["tn"] + slices["fp"] + slices["fn"]).groupby(slices["model"])
+    assert counted.sum().tolist() == [64, 64]  # every slice tested once per model
+
+
+@pytest.mark.filterwarnings("ignore:patient_split could not stratify")
+def test_resume_redoes_only_what_is_missing(phantom, config, tmp_path):
+    out = tmp_path / "run"
+    first = run_experiment(config, phantom, out, progress=False)
+    kept = out / "predictions" / "logreg__fold0.csv"
+    redone = out / "predictions" / "rf__fold0.csv"
+    stamp = kept.stat().st_mtime_ns
+    redone.unlink()  # as if killed before rf finished
+    second = run_experiment(config, phantom, out, progress=False)
+    assert kept.stat().st_mtime_ns == stamp and redone.is_file()
+    timing = ["ms_per_slice"]  # measured again for the redone model; all else is equal
+    pd.testing.assert_frame_equal(first.drop(columns=timing), second.drop(columns=timing))
+
+
+def test_bad_model_and_bad_path_fail_before_training(phantom, config, tmp_path):
+    with pytest.raises(ValueError, match="Unknown model 'svn'. Did you mean 'svm'"):
+        run_experiment(config, phantom, tmp_path / "a", models=["svn"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_experiment(config, tmp_path / "missing", tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_single_class_data_is_refused(bad_inputs, config, tmp_path):
+    with pytest.raises(DatasetError, match="one class only"):
+        run_experiment(config, bad_inputs / "datasets" / "single-class", tmp_path / "run")

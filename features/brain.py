@@ -13,23 +13,26 @@ BONE_HU = 100.0
 TISSUE_HU = (-5.0, BONE_HU)
 
 
-def brain_mask(hounsfield: np.ndarray, *, margin: int = 2) -> np.ndarray:
-    """Pixels of the brain: soft tissue inside the skull, away from bone.
+def brain_mask(hounsfield: np.ndarray, *, margin: float = 0.008) -> np.ndarray:
+    """Pixels of the brain: soft tissue walled in by the skull, away from bone.
 
-    Bone is what lies above ``BONE_HU``; the skull's interior is the convex hull
-    of its main bone components (robust to gaps at the skull base and to open
-    vertex slices; the scanner table's thin arcs are left out). The
-    brain is the soft tissue (``TISSUE_HU``) inside it and more than ``margin``
-    pixels from bone, where partial volume with the skull would pass for blood.
-    Components smaller than 0.2% of the slice are dropped. A slice without bone
-    (a cropped or skull-stripped image) falls back to all soft tissue.
+    Bone is what lies above ``BONE_HU``; the skull is its main components (the
+    scanner table's thin arcs are left out) and its interior their convex hull,
+    which bridges the gaps at the skull base and the open vertex. Soft tissue
+    (``TISSUE_HU``) inside that hull, more than ``margin`` from bone (where partial
+    volume with the skull would pass for blood), is a candidate; candidate regions
+    that reach the hull's edge are not walled in by bone (the face, the jaw's
+    muscles at the skull base) and are dropped, unless that would drop nearly
+    everything. Regions smaller than 0.2% of the slice go too. A slice without
+    bone (cropped or skull-stripped) falls back to all soft tissue.
 
     Parameters
     ----------
     hounsfield : ndarray of shape (height, width)
         Hounsfield units (or ``scans.to_hounsfield`` estimates).
-    margin : int, default=2
-        Pixels kept clear of bone.
+    margin : float, default=0.008
+        Clearance from bone as a fraction of the slice's width (2 pixels at 256),
+        so that it means the same at every resolution; at least one pixel.
 
     Returns
     -------
@@ -38,25 +41,31 @@ def brain_mask(hounsfield: np.ndarray, *, margin: int = 2) -> np.ndarray:
     image = np.asarray(hounsfield, dtype=np.float32)
     bone = image > BONE_HU
     tissue = (image > TISSUE_HU[0]) & (image <= TISSUE_HU[1])
-    if bone.sum() >= 0.002 * image.size:
-        # The skull, not the scanner table or headrest: bone components of at least a
-        # tenth of the largest one.
-        bone_labels, _ = ndimage.label(bone)
-        bone_sizes = np.bincount(bone_labels.ravel())
-        bone_sizes[0] = 0
-        skull = (bone_sizes >= 0.1 * bone_sizes.max())[bone_labels]
-        inside = _convex_hull(skull)
-        near_bone = ndimage.binary_dilation(bone, iterations=margin) if margin else bone
-        candidates = tissue & inside & ~near_bone
-    else:
-        candidates = tissue
-    labels, n_components = ndimage.label(candidates)
-    if n_components == 0:
-        return candidates
+    if bone.sum() < 0.002 * image.size:
+        return _large_regions(tissue)
+    bone_labels, _ = ndimage.label(bone)
+    bone_sizes = np.bincount(bone_labels.ravel())
+    bone_sizes[0] = 0
+    skull = (bone_sizes >= 0.1 * bone_sizes.max())[bone_labels]
+    inside = _convex_hull(skull)
+    clearance = max(1, round(margin * image.shape[1]))
+    candidates = tissue & inside & ~ndimage.binary_dilation(bone, iterations=clearance)
+    regions = _large_regions(candidates)
+    edge = inside & ~ndimage.binary_erosion(inside, iterations=clearance + 1)
+    labels, _ = ndimage.label(regions)
+    open_labels = np.unique(labels[edge & regions])
+    walled = regions & ~np.isin(labels, open_labels)
+    return walled if walled.sum() >= 0.3 * regions.sum() else regions
+
+
+def _large_regions(mask: np.ndarray) -> np.ndarray:
+    """``mask`` without connected regions smaller than 0.2% of the image."""
+    labels, n_regions = ndimage.label(mask)
+    if n_regions == 0:
+        return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    keep = sizes >= 0.002 * image.size
-    return keep[labels]
+    return (sizes >= 0.002 * mask.size)[labels]
 
 
 def _convex_hull(mask: np.ndarray) -> np.ndarray:

@@ -79,7 +79,8 @@ def fit_tuned(
     param_grid : dict
         Grid for ``GridSearchCV`` (``classical.models.PARAM_GRIDS[name]``).
     X, y, groups : array-like
-        Training features, labels (0/1) and patient ids.
+        Training features (a DataFrame of named features for the family choice),
+        labels (0/1) and patient ids.
     validation : (X_val, y_val), default=None
         Held-out patients for the threshold; when None, out-of-fold predictions of
         the chosen parameters on the training patients are used instead.
@@ -89,7 +90,7 @@ def fit_tuned(
     n_jobs : int, default=1
         Parallel fits of the search.
     """
-    X, y, groups = np.asarray(X), np.asarray(y).astype(int), np.asarray(groups)
+    y, groups = np.asarray(y).astype(int), np.asarray(groups)  # X may be a DataFrame
     n_positive_patients = len(np.unique(groups[y == 1]))
     n_negative_patients = len(np.unique(groups[y == 0]))
     n_folds = min(inner_folds, n_positive_patients, n_negative_patients)

@@ -68,7 +68,7 @@ def run_experiment(
         _io.write_json(out / "skipped.json", [item.__dict__ for item in skipped])
     rows = dataset.table.loc[features.index]
     labelled = rows["label"].notna().to_numpy()
-    rows, X = rows[labelled], features.to_numpy()[labelled]
+    rows, X = rows[labelled], features[labelled]
     y, groups = rows["label"].astype(int).to_numpy(), rows["patient_id"].to_numpy()
     feature_ms = time_features(dataset, config["features"])
 
@@ -81,16 +81,16 @@ def run_experiment(
             fitted = fit_tuned(
                 get_model(name, random_state=config["seed"], n_jobs=1),
                 PARAM_GRIDS.get(spec.grid, {}),
-                X[train],
+                X.iloc[train],
                 y[train],
                 groups[train],
-                validation=None if validation is None else (X[validation], y[validation]),
+                validation=None if validation is None else (X.iloc[validation], y[validation]),
                 inner_folds=config["tuning"]["inner_folds"],
                 random_state=config["seed"],
                 n_jobs=config["n_jobs"],
             )
             start = time.perf_counter()
-            probability = fitted.predict_proba(X[test])
+            probability = fitted.predict_proba(X.iloc[test])
             model_ms = (time.perf_counter() - start) * 1000 / len(test)
             save_model(
                 out / "models" / f"{name}__fold{fold}.joblib",

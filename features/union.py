@@ -5,13 +5,21 @@ from __future__ import annotations
 import importlib
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from features._base import SliceFeatures, _check_slices
 from features.brain import brain_mask
 from scans._checks import unknown_name_message
 
-__all__ = ["FAMILIES", "DEFAULT_FAMILIES", "HandcraftedFeatures", "make_family"]
+__all__ = [
+    "DEFAULT_FAMILIES",
+    "FAMILIES",
+    "FAMILY_PREFIXES",
+    "FamilySelector",
+    "HandcraftedFeatures",
+    "make_family",
+]
 
 #: Feature family name -> extractor class ("module:Class"), imported when used.
 FAMILIES = {
@@ -24,6 +32,16 @@ FAMILIES = {
     "shape": "features.shape:HyperdenseShapeFeatures",
 }
 DEFAULT_FAMILIES = tuple(FAMILIES)
+#: How each family's feature names begin.
+FAMILY_PREFIXES = {
+    "intensity": "firstorder_",
+    "bands": "huband_",
+    "glcm": "glcm_",
+    "lbp": "lbp_",
+    "hog": "hog_",
+    "gabor": "gabor_",
+    "shape": "shape_",
+}
 
 
 def make_family(name: str, **params) -> SliceFeatures:
@@ -89,3 +107,48 @@ class HandcraftedFeatures(SliceFeatures):
         """Features of one (height, width) slice in Hounsfield units."""
         check_is_fitted(self)
         return self._features(image, brain_mask(image))
+
+
+class FamilySelector(TransformerMixin, BaseEstimator):
+    """Keep the feature columns of some families, so a search can choose among them.
+
+    Fitted on a DataFrame of named features (as ``extract_features`` returns);
+    ``families="all"`` keeps every column.
+
+    Parameters
+    ----------
+    families : "all" or sequence of str, default="all"
+        Family names of ``FAMILY_PREFIXES``.
+    """
+
+    def __init__(self, families="all"):
+        self.families = families
+
+    def fit(self, X, y=None):
+        """Find the columns of the chosen families."""
+        names = getattr(X, "columns", None)
+        if names is None:
+            raise TypeError(
+                "FamilySelector needs a DataFrame of named features (extract_features "
+                f"returns one); got {type(X).__name__}."
+            )
+        if self.families == "all":
+            self.columns_ = list(names)
+            return self
+        unknown = [name for name in self.families if name not in FAMILY_PREFIXES]
+        if unknown:
+            raise ValueError(unknown_name_message("feature family", unknown[0], FAMILY_PREFIXES))
+        prefixes = tuple(FAMILY_PREFIXES[name] for name in self.families)
+        self.columns_ = [name for name in names if str(name).startswith(prefixes)]
+        if not self.columns_:
+            raise ValueError(f"No feature columns of the families {list(self.families)}.")
+        return self
+
+    def transform(self, X):
+        """The chosen columns."""
+        check_is_fitted(self)
+        return X[self.columns_]
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self)
+        return np.asarray(self.columns_, dtype=object)

@@ -23,7 +23,7 @@ def config(tmp_path, monkeypatch):
     path = tmp_path / "tiny.yaml"
     settings = {
         "features": {"families": ["intensity", "bands"], "size": 32},
-        "models": ["logreg", "rf"],
+        "models": ["logreg", "knn"],
         "n_jobs": 1,
     }
     path.write_text(yaml.safe_dump(settings))
@@ -34,7 +34,8 @@ def test_cross_validated_run_writes_every_output(phantom, config, tmp_path):
     out = tmp_path / "run"
     metrics = run_experiment(config, phantom, out, cv=2, progress=False)
     assert set(REQUIRED) <= set(metrics.columns)
-    assert set(metrics["model"]) == {"logreg", "rf"} and set(metrics["level"]) == {"slice", "scan"}
+    assert set(metrics["model"]) == {"logreg", "knn"}
+    assert set(metrics["level"]) == {"slice", "scan"}
     assert sorted(metrics["fold"].unique()) == [0, 1]
     on_disk = pd.read_csv(out / "metrics.csv")
     pd.testing.assert_frame_equal(on_disk, metrics, check_dtype=False)
@@ -51,9 +52,9 @@ def test_resume_redoes_only_what_is_missing(phantom, config, tmp_path):
     out = tmp_path / "run"
     first = run_experiment(config, phantom, out, progress=False)
     kept = out / "predictions" / "logreg__fold0.csv"
-    redone = out / "predictions" / "rf__fold0.csv"
+    redone = out / "predictions" / "knn__fold0.csv"
     stamp = kept.stat().st_mtime_ns
-    redone.unlink()  # as if killed before rf finished
+    redone.unlink()  # as if killed before knn finished
     second = run_experiment(config, phantom, out, progress=False)
     assert kept.stat().st_mtime_ns == stamp and redone.is_file()
     timing = ["ms_per_slice"]  # measured again for the redone model; all else is equal

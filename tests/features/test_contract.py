@@ -74,3 +74,20 @@ def test_bad_input_and_bad_names():
         HandcraftedFeatures().fit(np.zeros((4, 4)))
     with pytest.raises(ValueError, match="names families that are not in 'families'"):
         HandcraftedFeatures(families=("bands",), params={"glcm": {}}).fit(np.zeros((1, 8, 8)))
+
+
+def test_family_selector_keeps_the_chosen_families():
+    import pandas as pd
+
+    from features.union import FamilySelector
+
+    X = pd.DataFrame([[1.0, 2.0, 3.0]], columns=["firstorder_mean", "hog_0", "shape_area"])
+    assert list(FamilySelector(("intensity", "shape")).fit_transform(X).columns) == [
+        "firstorder_mean",
+        "shape_area",
+    ]
+    assert FamilySelector().fit(X).columns_ == list(X.columns)
+    with pytest.raises(ValueError, match="Did you mean 'glcm'"):
+        FamilySelector(("glmc",)).fit(X)
+    with pytest.raises(TypeError, match="needs a DataFrame"):
+        FamilySelector().fit(X.to_numpy())

@@ -54,3 +54,58 @@ def _rule(kind: str, low, high) -> str:
     if high is not None:
         return f"{article} <= {high}"
     return article
+
+
+def number_label(value: float) -> str:
+    """A number as it appears in a feature name: ``95``, ``2p5``, ``m5`` for -5."""
+    return f"{float(value):g}".replace("-", "m").replace(".", "p")
+
+
+def check_unique(labels: list[str], name: str, owner: str, value, what: str = "values") -> None:
+    """Raise if two entries would give the same feature name."""
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(
+            f"The '{name}' parameter of {owner} must not repeat {what}, since each names a "
+            f"feature; {', '.join(repeated)} repeated. Got {value!r}."
+        )
+
+
+def check_distinct(estimator: object, name: str) -> None:
+    """Raise if two values of a numeric sequence parameter would name the same feature."""
+    values = getattr(estimator, name)
+    labels = [number_label(value) for value in values]
+    check_unique(labels, name, type(estimator).__name__, values)
+
+
+def check_band(band, name: str, owner: str, subject: str = "") -> tuple[float, float]:
+    """Check a ``(low, high)`` band of Hounsfield units and return it as floats.
+
+    ``subject`` starts the message (default: the parameter and its owner).
+
+    Raises
+    ------
+    TypeError
+        If ``band`` is not a pair of real numbers.
+    ValueError
+        If a bound is not finite or ``low >= high``.
+    """
+    subject = subject or f"The '{name}' parameter of {owner}"
+    if (
+        isinstance(band, str | bytes)
+        or not isinstance(band, Sequence | np.ndarray)
+        or len(band) != 2
+        or not all(is_real(value) for value in band)
+    ):
+        raise TypeError(f"{subject} must be a (low, high) pair of Hounsfield units. Got {band!r}.")
+    low, high = float(band[0]), float(band[1])
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(
+            f"{subject} must be a (low, high) pair of finite Hounsfield units with "
+            f"low < high. Got {band!r}."
+        )
+    return low, high
+
+
+def is_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

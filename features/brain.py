@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["brain_mask", "BONE_HU", "TISSUE_HU"]
+__all__ = ["BONE_HU", "TISSUE_HU", "bounding_box", "brain_mask"]
 
 #: Above this is bone (or calcification): outside the brain for every statistic.
 BONE_HU = 100.0
@@ -84,3 +84,10 @@ def _convex_hull(mask: np.ndarray) -> np.ndarray:
     canvas = Image.new("1", (mask.shape[1], mask.shape[0]), 0)
     ImageDraw.Draw(canvas).polygon([(int(c), int(r)) for r, c in corners], fill=1, outline=1)
     return np.asarray(canvas, dtype=bool) | mask
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """Row and column slices of the smallest box around a non-empty ``mask``."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    columns = np.flatnonzero(mask.any(axis=0))
+    return slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)

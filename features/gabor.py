@@ -39,8 +39,7 @@ import math
 import numpy as np
 
 from features._base import SliceFeatures
-from features._checks import check_params
-from features.glcm import _check_distinct, _label
+from features._checks import check_distinct, check_params, number_label
 
 __all__ = ["GaborFeatures", "MIN_SAMPLES"]
 
@@ -132,8 +131,8 @@ class GaborFeatures(SliceFeatures):
         self : GaborFeatures
         """
         check_params(self)
-        _check_distinct(self, "frequencies")
-        _check_distinct(self, "orientations")
+        check_distinct(self, "frequencies")
+        check_distinct(self, "orientations")
         self.kernels_ = _kernels(*self._bank())
         self.strides_ = [
             _stride(float(frequency)) for frequency in self.frequencies for _ in self.orientations
@@ -146,7 +145,7 @@ class GaborFeatures(SliceFeatures):
 
     def _names(self) -> list[str]:
         pairs = [
-            f"f{_label(frequency)}_o{_label(orientation)}"
+            f"f{number_label(frequency)}_o{number_label(orientation)}"
             for frequency in self.frequencies
             for orientation in self.orientations
         ]

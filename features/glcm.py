@@ -19,7 +19,8 @@ import functools
 import numpy as np
 
 from features._base import SliceFeatures
-from features._checks import check_params
+from features._checks import check_distinct, check_params, number_label
+from features.brain import bounding_box
 
 __all__ = ["GLCMFeatures"]
 
@@ -118,16 +119,16 @@ class GLCMFeatures(SliceFeatures):
         self : GLCMFeatures
         """
         check_params(self)
-        _check_distinct(self, "distances")
-        _check_distinct(self, "angles")
+        check_distinct(self, "distances")
+        check_distinct(self, "angles")
         return super().fit(X, y)
 
     def _names(self) -> list[str]:
         names = []
         for name in PROPERTIES.values():
             for distance in self.distances:
-                prefix = f"glcm_{name}_d{_label(distance)}"
-                names += [f"{prefix}_a{_label(angle)}" for angle in self.angles]
+                prefix = f"glcm_{name}_d{number_label(distance)}"
+                names += [f"{prefix}_a{number_label(angle)}" for angle in self.angles]
                 names.append(f"{prefix}_mean")
         return names
 
@@ -138,7 +139,7 @@ class GLCMFeatures(SliceFeatures):
         values = np.zeros((len(PROPERTIES), n_distances, n_angles + 1))
         if not mask.any():
             return values.ravel()
-        rows, columns = _bounding_box(mask)
+        rows, columns = bounding_box(mask)
         brain = mask[rows, columns]
         quantised = np.zeros(brain.shape, dtype=np.uint8)
         quantised[brain] = _quantise(
@@ -231,27 +232,3 @@ def _quantise(hounsfield: np.ndarray, center: float, width: float, levels: int) 
     bins = scaled.astype(np.uint8)
     bins += 1
     return bins
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
-    """Row and column slices of the smallest box around a non-empty ``mask``."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    columns = np.flatnonzero(mask.any(axis=0))
-    return slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1)
-
-
-def _label(value: float) -> str:
-    """A number as it appears in a feature name: ``45``, ``0p05`` (as ``features.intensity``)."""
-    return f"{float(value):g}".replace("-", "m").replace(".", "p")
-
-
-def _check_distinct(estimator: object, name: str) -> None:
-    """Raise if two values of a sequence parameter would give the same feature name."""
-    values = getattr(estimator, name)
-    labels = [_label(value) for value in values]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ValueError(
-            f"The '{name}' parameter of {type(estimator).__name__} must not repeat values, "
-            f"since each names a feature; {', '.join(repeated)} repeated. Got {values!r}."
-        )

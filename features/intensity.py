@@ -13,12 +13,12 @@ DICOM or NIfTI.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import numpy as np
 
 from features._base import SliceFeatures
+from features._checks import check_band, check_unique, number_label
 from features.brain import TISSUE_HU
 
 __all__ = ["BLOOD_BAND", "DEFAULT_BANDS", "FirstOrderFeatures", "HounsfieldBandFeatures"]
@@ -107,8 +107,8 @@ class FirstOrderFeatures(SliceFeatures):
             [2, 1024], or ``X`` is not a finite stack of slices.
         """
         super().fit(X, y)
-        _check_unique(
-            [_number_label(value) for value in self.percentiles],
+        check_unique(
+            [number_label(value) for value in self.percentiles],
             "percentiles",
             type(self).__name__,
             self.percentiles,
@@ -117,7 +117,7 @@ class FirstOrderFeatures(SliceFeatures):
 
     def _names(self) -> list[str]:
         moments = ["mean", "std", "skewness", "kurtosis", "min", "max", "range", "iqr"]
-        percentiles = [f"p{_number_label(value)}" for value in self.percentiles]
+        percentiles = [f"p{number_label(value)}" for value in self.percentiles]
         return [f"firstorder_{name}" for name in [*moments, *percentiles, "entropy", "uniformity"]]
 
     def _features(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -236,12 +236,12 @@ class HounsfieldBandFeatures(SliceFeatures):
         """
         owner = type(self).__name__
         _check_bands(self.bands, "bands", owner)
-        _check_band(self.blood_band, "blood_band", owner)
+        check_band(self.blood_band, "blood_band", owner)
         return super().fit(X, y)
 
     def _names(self) -> list[str]:
         names = [
-            f"huband_{name}_{_number_label(low)}_{_number_label(high)}"
+            f"huband_{name}_{number_label(low)}_{number_label(high)}"
             for name, low, high in self.bands
         ]
         return names + [
@@ -268,35 +268,6 @@ class HounsfieldBandFeatures(SliceFeatures):
         n_head = max(int(np.count_nonzero(image > _HEAD_HU)), 1)
         sizes = [n_blood / image.size, n_blood / n_head, n_brain / image.size]
         return np.concatenate([fractions, sizes]).astype(np.float64)
-
-
-def _check_band(band, name: str, owner: str, subject: str = "") -> tuple[float, float]:
-    """Check a ``(low, high)`` band of Hounsfield units and return it as floats.
-
-    ``subject`` starts the message (default: the parameter and its owner).
-
-    Raises
-    ------
-    TypeError
-        If ``band`` is not a pair of real numbers.
-    ValueError
-        If a bound is not finite or ``low >= high``.
-    """
-    subject = subject or f"The '{name}' parameter of {owner}"
-    if (
-        isinstance(band, str | bytes)
-        or not isinstance(band, Sequence | np.ndarray)
-        or len(band) != 2
-        or not all(_is_real(value) for value in band)
-    ):
-        raise TypeError(f"{subject} must be a (low, high) pair of Hounsfield units. Got {band!r}.")
-    low, high = float(band[0]), float(band[1])
-    if not (np.isfinite(low) and np.isfinite(high) and low < high):
-        raise ValueError(
-            f"{subject} must be a (low, high) pair of finite Hounsfield units with "
-            f"low < high. Got {band!r}."
-        )
-    return low, high
 
 
 def _check_bands(bands, name: str, owner: str) -> None:
@@ -326,23 +297,5 @@ def _check_bands(bands, name: str, owner: str) -> None:
                 f"Got {band[0]!r}."
             )
         subject = f"Band {band[0]!r} in the '{name}' parameter of {owner}"
-        _check_band(tuple(band[1:]), name, owner, subject)
-    _check_unique([band[0] for band in bands], name, owner, bands, what="band names")
-
-
-def _check_unique(labels: list[str], name: str, owner: str, value, what: str = "values") -> None:
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ValueError(
-            f"The '{name}' parameter of {owner} must not repeat {what}, since each names a "
-            f"feature; {', '.join(repeated)} repeated. Got {value!r}."
-        )
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _number_label(value: float) -> str:
-    """A number as it appears in a feature name: ``95``, ``2p5``, ``m5`` for -5."""
-    return f"{float(value):g}".replace("-", "m").replace(".", "p")
+        check_band(tuple(band[1:]), name, owner, subject)
+    check_unique([band[0] for band in bands], name, owner, bands, what="band names")

@@ -33,8 +33,8 @@ import math
 import numpy as np
 
 from features._base import SliceFeatures
-from features._checks import check_params
-from features.glcm import _bounding_box, _check_distinct, _label
+from features._checks import check_distinct, check_params, number_label
+from features.brain import bounding_box
 
 __all__ = ["LBPFeatures", "TIE_TOLERANCE"]
 
@@ -96,13 +96,13 @@ class LBPFeatures(SliceFeatures):
         self : LBPFeatures
         """
         check_params(self)
-        _check_distinct(self, "radii")
+        check_distinct(self, "radii")
         return super().fit(X, y)
 
     def _names(self) -> list[str]:
         names = []
         for radius in self.radii:
-            prefix = f"lbp_r{_label(radius)}"
+            prefix = f"lbp_r{number_label(radius)}"
             names += [f"{prefix}_uniform{k}" for k in range(self.n_points + 1)]
             names.append(f"{prefix}_nonuniform")
         return names
@@ -114,7 +114,7 @@ class LBPFeatures(SliceFeatures):
         margin = math.ceil(max(self.radii)) + 1
         # Zeros around the image: scikit-image reads 0 outside it.
         padded = np.pad(np.asarray(image, dtype=np.float64), margin)
-        rows, columns = _bounding_box(mask)
+        rows, columns = bounding_box(mask)
         rows = slice(rows.start + margin, rows.stop + margin)
         columns = slice(columns.start + margin, columns.stop + margin)
         # Codes >= 64 are outside the brain and not counted.

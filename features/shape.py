@@ -14,7 +14,8 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, cKDTree
 
 from features._base import SliceFeatures
-from features.intensity import BLOOD_BAND, _check_band
+from features._checks import check_band
+from features.intensity import BLOOD_BAND
 
 __all__ = ["HyperdenseShapeFeatures"]
 
@@ -133,7 +134,7 @@ class HyperdenseShapeFeatures(SliceFeatures):
         TypeError
             If a parameter has the wrong type.
         """
-        _check_band(self.band, "band", type(self).__name__)
+        check_band(self.band, "band", type(self).__name__)
         return super().fit(X, y)
 
     def _names(self) -> list[str]:

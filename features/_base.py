@@ -18,15 +18,29 @@ class SliceFeatures(TransformerMixin, BaseEstimator):
     ``n_features`` per slice, named by ``get_feature_names_out``. The extractors
     learn nothing from data: ``fit`` only checks parameters, so they are safe in any
     cross-validation. Subclasses implement ``_names()`` and ``_features(image, mask)``
-    where ``mask`` is the slice's ``brain_mask``; ``HandcraftedFeatures`` computes
-    that mask once for all families.
+    where ``mask`` is the slice's ``brain_mask`` (``HandcraftedFeatures`` computes
+    that mask once for all families), and ``_prepare()`` for checks beyond their
+    ``_constraints`` table.
     """
 
     _constraints: dict = {}
 
     def fit(self, X, y=None):
-        """Check parameters and input; learns nothing."""
+        """Check parameters and input; learns nothing from the data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_slices, height, width)
+            Slices in Hounsfield units.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
         check_params(self)
+        self._prepare()
         _check_slices(X, type(self).__name__)
         self.feature_names_out_ = np.asarray(self._names(), dtype=object)
         return self
@@ -41,6 +55,10 @@ class SliceFeatures(TransformerMixin, BaseEstimator):
         """Names such as ``glcm_contrast_d1_a0``."""
         check_is_fitted(self)
         return self.feature_names_out_
+
+    def _prepare(self) -> None:
+        """Checks the ``_constraints`` table cannot express, and derived settings
+        (filter kernels); called by ``fit``."""
 
     def _names(self) -> list[str]:
         raise NotImplementedError

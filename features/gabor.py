@@ -39,7 +39,7 @@ import math
 import numpy as np
 
 from features._base import SliceFeatures
-from features._checks import check_distinct, check_params, number_label
+from features._checks import check_distinct, number_label
 
 __all__ = ["GaborFeatures", "MIN_SAMPLES"]
 
@@ -116,28 +116,13 @@ class GaborFeatures(SliceFeatures):
         self.window_center = window_center
         self.window_width = window_width
 
-    def fit(self, X, y=None):
-        """Check parameters and input and build the kernels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_slices, height, width)
-            Slices in Hounsfield units.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : GaborFeatures
-        """
-        check_params(self)
+    def _prepare(self) -> None:
         check_distinct(self, "frequencies")
         check_distinct(self, "orientations")
         self.kernels_ = _kernels(*self._bank())
         self.strides_ = [
             _stride(float(frequency)) for frequency in self.frequencies for _ in self.orientations
         ]
-        return super().fit(X, y)
 
     def _bank(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Frequencies and orientations as hashable floats, the kernel cache's key."""

@@ -19,7 +19,7 @@ import functools
 import numpy as np
 
 from features._base import SliceFeatures
-from features._checks import check_distinct, check_params, number_label
+from features._checks import check_distinct, number_label
 from features.brain import bounding_box
 
 __all__ = ["GLCMFeatures"]
@@ -104,24 +104,9 @@ class GLCMFeatures(SliceFeatures):
         self.window_center = window_center
         self.window_width = window_width
 
-    def fit(self, X, y=None):
-        """Check parameters and input; learns nothing.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_slices, height, width)
-            Slices in Hounsfield units.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : GLCMFeatures
-        """
-        check_params(self)
+    def _prepare(self) -> None:
         check_distinct(self, "distances")
         check_distinct(self, "angles")
-        return super().fit(X, y)
 
     def _names(self) -> list[str]:
         names = []

@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from features._base import SliceFeatures
-from features._checks import check_params
 
 __all__ = ["HOGFeatures"]
 
@@ -88,27 +87,7 @@ class HOGFeatures(SliceFeatures):
         self.window_center = window_center
         self.window_width = window_width
 
-    def fit(self, X, y=None):
-        """Check parameters and input; learns nothing.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_slices, height, width)
-            Slices in Hounsfield units.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : HOGFeatures
-
-        Raises
-        ------
-        ValueError
-            If a block does not fit: ``size // pixels_per_cell`` must be at least
-            ``cells_per_block``.
-        """
-        check_params(self)
+    def _prepare(self) -> None:
         n_cells = self.size // self.pixels_per_cell
         if n_cells < self.cells_per_block:
             raise ValueError(
@@ -117,7 +96,6 @@ class HOGFeatures(SliceFeatures):
                 f"cells_per_block. Got cells_per_block={self.cells_per_block}. Use a "
                 "larger size or smaller cells or blocks."
             )
-        return super().fit(X, y)
 
     def _names(self) -> list[str]:
         n_blocks = self.size // self.pixels_per_cell - self.cells_per_block + 1

@@ -86,34 +86,13 @@ class FirstOrderFeatures(SliceFeatures):
         self.percentiles = percentiles
         self.n_bins = n_bins
 
-    def fit(self, X, y=None):
-        """Check parameters and input; learns nothing.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_slices, height, width)
-            Hounsfield units.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : FirstOrderFeatures
-
-        Raises
-        ------
-        ValueError
-            If a percentile is outside [0, 100] or repeated, ``n_bins`` is outside
-            [2, 1024], or ``X`` is not a finite stack of slices.
-        """
-        super().fit(X, y)
+    def _prepare(self) -> None:
         check_unique(
             [number_label(value) for value in self.percentiles],
             "percentiles",
             type(self).__name__,
             self.percentiles,
         )
-        return self
 
     def _names(self) -> list[str]:
         moments = ["mean", "std", "skewness", "kurtosis", "min", "max", "range", "iqr"]
@@ -206,38 +185,14 @@ class HounsfieldBandFeatures(SliceFeatures):
      'huband_brain_image_fraction']
     """
 
-    _constraints = {"blood_band": ("floats", None, None)}
-
     def __init__(self, bands=DEFAULT_BANDS, *, blood_band=BLOOD_BAND):
         self.bands = bands
         self.blood_band = blood_band
 
-    def fit(self, X, y=None):
-        """Check parameters and input; learns nothing.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_slices, height, width)
-            Hounsfield units.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : HounsfieldBandFeatures
-
-        Raises
-        ------
-        ValueError
-            If a band has ``low >= high``, a bad or repeated name, or ``X`` is not a
-            finite stack of slices.
-        TypeError
-            If ``bands`` or ``blood_band`` has the wrong structure.
-        """
+    def _prepare(self) -> None:
         owner = type(self).__name__
         _check_bands(self.bands, "bands", owner)
         check_band(self.blood_band, "blood_band", owner)
-        return super().fit(X, y)
 
     def _names(self) -> list[str]:
         names = [

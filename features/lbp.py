@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from features._base import SliceFeatures
-from features._checks import check_distinct, check_params, number_label
+from features._checks import check_distinct, number_label
 from features.brain import bounding_box
 
 __all__ = ["LBPFeatures", "TIE_TOLERANCE"]
@@ -81,23 +81,8 @@ class LBPFeatures(SliceFeatures):
         self.radii = radii
         self.n_points = n_points
 
-    def fit(self, X, y=None):
-        """Check parameters and input; learns nothing.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_slices, height, width)
-            Slices in Hounsfield units.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : LBPFeatures
-        """
-        check_params(self)
+    def _prepare(self) -> None:
         check_distinct(self, "radii")
-        return super().fit(X, y)
 
     def _names(self) -> list[str]:
         names = []

@@ -101,7 +101,6 @@ class HyperdenseShapeFeatures(SliceFeatures):
     """
 
     _constraints = {
-        "band": ("floats", None, None),
         "min_area_fraction": ("float", 0, 1),
         "opening_radius": ("int", 0, 10),
     }
@@ -111,31 +110,8 @@ class HyperdenseShapeFeatures(SliceFeatures):
         self.min_area_fraction = min_area_fraction
         self.opening_radius = opening_radius
 
-    def fit(self, X, y=None):
-        """Check parameters and input; learns nothing.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_slices, height, width)
-            Hounsfield units.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : HyperdenseShapeFeatures
-
-        Raises
-        ------
-        ValueError
-            If ``band`` has ``low >= high``, ``min_area_fraction`` is outside [0, 1],
-            ``opening_radius`` is outside [0, 10], or ``X`` is not a finite stack of
-            slices.
-        TypeError
-            If a parameter has the wrong type.
-        """
+    def _prepare(self) -> None:
         check_band(self.band, "band", type(self).__name__)
-        return super().fit(X, y)
 
     def _names(self) -> list[str]:
         return [f"shape_{name}" for name in _NAMES]

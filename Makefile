@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/demo
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint bench clean
 
 install: $(BIN)/ichkit
 
@@ -25,6 +25,12 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Feature speed against pyradiomics (a benchmark-only dependency, built from source).
+bench: install
+	$(BIN)/python -m pip install --quiet versioneer wheel
+	$(BIN)/python -m pip install --quiet --no-build-isolation pyradiomics
+	$(BIN)/python benchmarks/features_bench.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 import scans
 from classical.models import PARAM_GRIDS
@@ -25,7 +26,13 @@ from experiments.metrics import binary_metrics, scan_predictions
 from experiments.registry import MODELS, get_model
 from features.extraction import default_cache_dir, extract_features, time_features
 
-__all__ = ["run_experiment", "compute_metrics", "format_comparison"]
+__all__ = [
+    "compute_metrics",
+    "format_comparison",
+    "read_predictions",
+    "run_experiment",
+    "summarise",
+]
 
 _PREDICTION_COLUMNS = ["path", "patient_id", "scan_id", "slice_index", "label"]
 _METRIC_COLUMNS = [
@@ -53,10 +60,12 @@ def run_experiment(
     data, out = Path(data), Path(out)
     if not data.exists():
         raise FileNotFoundError(f"Data set path '{data}' does not exist.")
+    resolved = {**config, "data": str(data)}
+    _check_resumable(out, resolved)
     dataset = scans.load(data)
     dataset.require_trainable()
     out.mkdir(parents=True, exist_ok=True)
-    _io.write_yaml(out / "config.yaml", {**config, "data": str(data)})
+    _io.write_yaml(out / "config.yaml", resolved)
     _io.write_json(out / "versions.json", package_versions())
     _io.write_json(out / "inspection.json", scans.inspect(dataset))
 
@@ -108,12 +117,32 @@ def run_experiment(
             _io.write_csv(path, predictions)
             if progress:
                 print(f"fold {fold} {name}: done", flush=True)
-    metrics = compute_metrics(out, config["models"])
+    predictions = read_predictions(out, config["models"])
+    metrics = compute_metrics(predictions)
     _io.write_csv(out / "metrics.csv", metrics)
-    summary = summarise(metrics, out, config["models"])
+    summary = summarise(metrics, predictions)
     _io.write_csv(out / "summary.csv", summary)
     _io.write_text(out / "comparison.md", format_comparison(summary) + "\n")
     return metrics
+
+
+def _check_resumable(out: Path, config: dict) -> None:
+    """Refuse to resume a run folder made with other settings: its finished
+    predictions would be mixed with new ones. Adding models is fine."""
+    saved_path = out / "config.yaml"
+    if not saved_path.is_file():
+        return
+    saved = yaml.safe_load(saved_path.read_text())
+    changed = sorted(
+        key
+        for key in set(saved) | set(config)
+        if key != "models" and saved.get(key) != config.get(key)
+    )
+    if changed:
+        raise ValueError(
+            f"Run folder '{out}' was made with other settings ({', '.join(changed)} differ); "
+            "resuming would mix results. Use a new --out, or the same config and flags."
+        )
 
 
 def _folds(config: dict, groups: np.ndarray, y: np.ndarray):
@@ -127,14 +156,15 @@ def _folds(config: dict, groups: np.ndarray, y: np.ndarray):
         yield 0, split.train, split.validation, split.test
 
 
-def _read_predictions(out: Path, models: list[str]) -> pd.DataFrame:
-    paths = [p for name in models for p in sorted((out / "predictions").glob(f"{name}__fold*.csv"))]
+def read_predictions(out: str | Path, models: list[str]) -> pd.DataFrame:
+    """Every finished model x fold's test predictions in a run folder."""
+    folder = Path(out) / "predictions"
+    paths = [path for name in models for path in sorted(folder.glob(f"{name}__fold*.csv"))]
     return pd.concat([pd.read_csv(p, dtype={"patient_id": str, "scan_id": str}) for p in paths])
 
 
-def compute_metrics(out: str | Path, models: list[str]) -> pd.DataFrame:
+def compute_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
     """Metrics per model, level (slice, and scan where scans have several slices) and fold."""
-    predictions = _read_predictions(Path(out), models)
     has_scans = predictions.groupby("scan_id").size().max() > 1
     records = []
     for (name, fold), part in predictions.groupby(["model", "fold"], sort=False):
@@ -147,9 +177,8 @@ def compute_metrics(out: str | Path, models: list[str]) -> pd.DataFrame:
     return pd.DataFrame(records)[_METRIC_COLUMNS]
 
 
-def summarise(metrics: pd.DataFrame, out: str | Path, models: list[str]) -> pd.DataFrame:
+def summarise(metrics: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
     """Per model and level: mean and standard deviation over folds, and pooled AUC."""
-    predictions = _read_predictions(Path(out), models)
     rows = []
     for (name, level), part in metrics.groupby(["model", "level"], sort=False):
         pooled = predictions[predictions["model"] == name]

@@ -72,3 +72,11 @@ def test_bad_model_and_bad_path_fail_before_training(phantom, config, tmp_path):
 def test_single_class_data_is_refused(bad_inputs, config, tmp_path):
     with pytest.raises(DatasetError, match="one class only"):
         run_experiment(config, bad_inputs / "datasets" / "single-class", tmp_path / "run")
+
+
+@pytest.mark.filterwarnings("ignore:patient_split could not stratify")
+def test_resuming_with_other_settings_is_refused(phantom, config, tmp_path):
+    out = tmp_path / "run"
+    run_experiment(config, phantom, out, progress=False)
+    with pytest.raises(ValueError, match=r"other settings \(cv differ\)"):
+        run_experiment(config, phantom, out, cv=2, progress=False)

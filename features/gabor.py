@@ -40,6 +40,7 @@ import numpy as np
 
 from features._base import SliceFeatures
 from features._checks import check_distinct, number_label
+from scans.windowing import Window
 
 __all__ = ["GaborFeatures", "MIN_SAMPLES"]
 
@@ -143,8 +144,7 @@ class GaborFeatures(SliceFeatures):
         values = np.zeros((2, n_kernels))
         if not mask.any():
             return values.ravel()
-        lower = float(self.window_center) - float(self.window_width) / 2
-        windowed = np.clip((image - np.float32(lower)) / np.float32(self.window_width), 0, 1)
+        windowed = Window(self.window_center, self.window_width)(image)
         windowed = windowed.astype(np.float32, copy=False)
         windowed -= windowed[mask].mean()
         windowed[~mask] = 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from features._base import SliceFeatures
+from scans.windowing import Window
 
 __all__ = ["HOGFeatures"]
 
@@ -117,8 +118,7 @@ class HOGFeatures(SliceFeatures):
         if not mask.any():
             n_blocks = self.size // self.pixels_per_cell - self.cells_per_block + 1
             return np.zeros(n_blocks**2 * self.cells_per_block**2 * self.orientations)
-        lower = float(self.window_center) - float(self.window_width) / 2
-        windowed = np.clip((image - np.float32(lower)) / np.float32(self.window_width), 0, 1)
+        windowed = Window(self.window_center, self.window_width)(image)
         windowed[~mask] = 0
         target = (self.size, self.size)
         shrinking = windowed.shape[0] > self.size or windowed.shape[1] > self.size

@@ -1,0 +1,89 @@
+"""Slices streamed to Keras in batches: read, window, crop, resize, augment on the fly."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from scans.dataset import ScanDataset
+from scans.transforms import RandomAugment, prepare_slice
+
+__all__ = ["SliceBatches", "prepare_images"]
+
+
+def prepare_images(
+    dataset: ScanDataset, indices, *, size: int = 224, window: str = "stack"
+) -> np.ndarray:
+    """Slices ``indices`` of ``dataset`` as a (n, size, size, 3) float32 array in [0, 1].
+
+    ``window="stack"`` gives the brain/subdural/bone channels; a single window name
+    (``"brain"``) is repeated over three channels. Grey exports pass through their
+    own window (see ``scans.Window``).
+    """
+    images = [prepare_slice(dataset.read(int(i)), size=size, window=window) for i in indices]
+    batch = np.stack(images).astype(np.float32)
+    return batch if batch.ndim == 4 else np.repeat(batch[..., None], 3, axis=-1)
+
+
+class SliceBatches(keras.utils.PyDataset):
+    """Batches of prepared slices and labels, read from disk as they are needed.
+
+    Memory holds one batch, not the data set, so data sets larger than memory train.
+
+    Parameters
+    ----------
+    dataset : ScanDataset
+    indices : array-like of int
+        Rows of ``dataset.table`` to serve (a split's part).
+    size : int, default=224
+    window : str, default="stack"
+    batch_size : int, default=16
+    augment : RandomAugment, default=None
+        Applied to every slice of every batch (training only).
+    shuffle : bool, default=False
+        Reshuffle the order each epoch (seeded by ``seed``).
+    seed : int, default=0
+    **kwargs
+        ``workers``, ``use_multiprocessing``, ``max_queue_size`` of PyDataset.
+    """
+
+    def __init__(
+        self,
+        dataset: ScanDataset,
+        indices,
+        *,
+        size: int = 224,
+        window: str = "stack",
+        batch_size: int = 16,
+        augment: RandomAugment | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.dataset, self.size, self.window = dataset, size, window
+        self.indices = np.asarray(indices, dtype=int)
+        self.batch_size, self.augment, self.shuffle = batch_size, augment, shuffle
+        self.labels = dataset.table["label"].to_numpy(dtype=float, na_value=np.nan)[self.indices]
+        self._rng = np.random.default_rng(seed)
+        self._order = np.arange(len(self.indices))
+        if shuffle:
+            self._rng.shuffle(self._order)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.indices) / self.batch_size)
+
+    def __getitem__(self, batch: int):
+        chosen = self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        images = prepare_images(
+            self.dataset, self.indices[chosen], size=self.size, window=self.window
+        )
+        if self.augment is not None:
+            images = self.augment.augment_batch(images)
+        return images, self.labels[chosen].astype(np.float32)
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self._rng.shuffle(self._order)

@@ -1,0 +1,5 @@
+"""Deep tests run on the torch backend, whatever the environment says."""
+
+import os
+
+os.environ["KERAS_BACKEND"] = "torch"

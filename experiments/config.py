@@ -19,6 +19,19 @@ DEFAULT_CONFIG = {
     "features": {},
     "models": ["logreg", "svm", "knn", "rf", "xgboost"],
     "tuning": {"inner_folds": 3},
+    "deep": {
+        "size": 128,  # 224 as in the seed paper; smaller on a CPU
+        "window": "stack",  # brain/subdural/bone channels, or one window repeated
+        "weights": None,  # None (from scratch), "imagenet" or a weights file
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "epochs": 15,
+        "batch_size": 16,
+        "warmup_epochs": 3,
+        "patience": 4,
+        "validation_size": 0.2,  # of the training patients: early stopping, threshold
+        "augment": {"rotation_degrees": 15, "zoom": 0.1, "horizontal_flip": True},
+    },
     "n_jobs": 2,
 }
 
@@ -43,6 +56,13 @@ def load_config(path: str | Path, **overrides) -> dict:
             f"{', '.join(DEFAULT_CONFIG)}."
         )
     config = copy.deepcopy(DEFAULT_CONFIG)
+    unknown_deep = set(loaded.get("deep") or {}) - set(config["deep"])
+    if unknown_deep:
+        raise ValueError(
+            f"Config '{path}' has unknown deep keys: {', '.join(sorted(unknown_deep))}. "
+            f"Allowed: {', '.join(config['deep'])}."
+        )
+    config["deep"].update(loaded.pop("deep", None) or {})
     config.update(loaded)
     config.update({key: value for key, value in overrides.items() if value is not None})
     config["models"] = check_model_names(config["models"])

@@ -29,6 +29,11 @@ MODELS = {
     "xgboost": ModelSpec("classical", "classical.models:make_xgboost", "xgboost"),
     "bagging": ModelSpec("classical", "classical.models:make_bagging", "bagging"),
     "adaboost": ModelSpec("classical", "classical.models:make_adaboost", "adaboost"),
+    "smallcnn": ModelSpec("cnn", "deep.backbones:build_classifier"),
+    "mobilenet": ModelSpec("cnn", "deep.backbones:build_classifier"),
+    "mobilenetv2": ModelSpec("cnn", "deep.backbones:build_classifier"),
+    "resnet50": ModelSpec("cnn", "deep.backbones:build_classifier"),
+    "vgg16": ModelSpec("cnn", "deep.backbones:build_classifier"),
 }
 
 

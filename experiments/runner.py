@@ -69,50 +69,45 @@ def run_experiment(
     _io.write_json(out / "versions.json", package_versions())
     _io.write_json(out / "inspection.json", scans.inspect(dataset))
 
-    features, skipped = extract_features(
-        dataset, config["features"], cache_dir=default_cache_dir(), n_jobs=config["n_jobs"],
-        progress=progress,
-    )  # fmt: skip
-    if skipped:
-        _io.write_json(out / "skipped.json", [item.__dict__ for item in skipped])
-    rows = dataset.table.loc[features.index]
+    classical = [name for name in config["models"] if MODELS[name].family == "classical"]
+    rows, X, feature_ms = dataset.table, None, 0.0
+    if classical:
+        features, skipped = extract_features(
+            dataset, config["features"], cache_dir=default_cache_dir(), n_jobs=config["n_jobs"],
+            progress=progress,
+        )  # fmt: skip
+        if skipped:
+            _io.write_json(out / "skipped.json", [item.__dict__ for item in skipped])
+        rows, X = dataset.table.loc[features.index], features
+        feature_ms = time_features(dataset, config["features"])
     labelled = rows["label"].notna().to_numpy()
-    rows, X = rows[labelled], features[labelled]
+    rows = rows[labelled]
+    X = X[labelled] if X is not None else None
     y, groups = rows["label"].astype(int).to_numpy(), rows["patient_id"].to_numpy()
-    feature_ms = time_features(dataset, config["features"])
 
     for fold, train, validation, test in _folds(config, groups, y):
         for name in config["models"]:
             path = out / "predictions" / f"{name}__fold{fold}.csv"
             if path.exists():
                 continue
-            spec = MODELS[name]
-            fitted = fit_tuned(
-                get_model(name, random_state=config["seed"], n_jobs=1),
-                PARAM_GRIDS.get(spec.grid, {}),
-                X.iloc[train],
-                y[train],
-                groups[train],
-                validation=None if validation is None else (X.iloc[validation], y[validation]),
-                inner_folds=config["tuning"]["inner_folds"],
-                random_state=config["seed"],
-                n_jobs=config["n_jobs"],
-            )
-            start = time.perf_counter()
-            probability = fitted.predict_proba(X.iloc[test])
-            model_ms = (time.perf_counter() - start) * 1000 / len(test)
-            save_model(
-                out / "models" / f"{name}__fold{fold}.joblib",
-                fitted,
-                feature_config=config["features"],
-                feature_names=features.columns,
-            )
+            model_path = out / "models" / f"{name}__fold{fold}"
+            if name in classical:
+                probability, threshold, ms = _fit_predict_classical(
+                    name, X, y, groups, (train, validation, test), config, model_path
+                )
+                ms += feature_ms
+            else:
+                indices = [rows.index[part] if part is not None else None
+                           for part in (train, validation, test)]  # fmt: skip
+                probability, threshold, ms = _fit_predict_cnn(
+                    name, dataset, indices, groups[train], y[train], config, model_path
+                )
             predictions = rows.iloc[test][_PREDICTION_COLUMNS].assign(
                 model=name,
                 fold=fold,
                 probability=probability,
-                threshold=fitted.threshold,
-                ms_per_slice=feature_ms + model_ms,
+                threshold=threshold,
+                ms_per_slice=ms,
             )
             _io.write_csv(path, predictions)
             if progress:
@@ -124,6 +119,73 @@ def run_experiment(
     _io.write_csv(out / "summary.csv", summary)
     _io.write_text(out / "comparison.md", format_comparison(summary) + "\n")
     return metrics
+
+
+def _fit_predict_classical(name, X, y, groups, parts, config, model_path):
+    """Tune and fit a classical model on the training part; predict the test part."""
+    train, validation, test = parts
+    fitted = fit_tuned(
+        get_model(name, random_state=config["seed"], n_jobs=1),
+        PARAM_GRIDS.get(MODELS[name].grid, {}),
+        X.iloc[train],
+        y[train],
+        groups[train],
+        validation=None if validation is None else (X.iloc[validation], y[validation]),
+        inner_folds=config["tuning"]["inner_folds"],
+        random_state=config["seed"],
+        n_jobs=config["n_jobs"],
+    )
+    start = time.perf_counter()
+    probability = fitted.predict_proba(X.iloc[test])
+    model_ms = (time.perf_counter() - start) * 1000 / len(test)
+    save_model(
+        model_path.with_suffix(".joblib"),
+        fitted,
+        feature_config=config["features"],
+        feature_names=X.columns,
+    )
+    return probability, fitted.threshold, model_ms
+
+
+def _fit_predict_cnn(name, dataset, indices, train_groups, train_labels, config, model_path):
+    """Train a CNN head on the training patients, with a validation part of them for
+    early stopping and the threshold; predict the test slices (time per slice includes
+    reading and preparing them)."""
+    from classical.tuning import choose_threshold
+    from deep.backbones import build_classifier
+    from deep.data import SliceBatches
+    from deep.training import train_classifier
+
+    settings = config["deep"]
+    train, validation, test = indices
+    if validation is None:  # cross-validation: hold out some training patients
+        inner = scans.patient_split(
+            train_groups, train_labels, val_size=settings["validation_size"], test_size=0.0,
+            random_state=config["seed"],
+        )  # fmt: skip
+        train, validation = train[inner.train], train[inner.validation]
+    batches = {"size": settings["size"], "window": settings["window"],
+               "batch_size": settings["batch_size"]}  # fmt: skip
+    augment = scans.RandomAugment(**settings["augment"], random_state=config["seed"])
+    training = SliceBatches(
+        dataset, train, augment=augment, shuffle=True, seed=config["seed"], **batches
+    )
+    validating = SliceBatches(dataset, validation, **batches)
+    model = build_classifier(
+        name, (settings["size"], settings["size"], 3), weights=settings["weights"]
+    )
+    train_classifier(
+        model, training, validating, epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"], optimizer=settings["optimizer"],
+        warmup_epochs=settings["warmup_epochs"], patience=settings["patience"],
+        checkpoint=model_path.with_suffix(".weights.h5"), seed=config["seed"], verbose=0,
+    )  # fmt: skip
+    threshold = choose_threshold(validating.labels, model.predict(validating, verbose=0)[:, 0])
+    testing = SliceBatches(dataset, test, **batches)
+    start = time.perf_counter()
+    probability = model.predict(testing, verbose=0)[:, 0]
+    ms = (time.perf_counter() - start) * 1000 / len(test)
+    return probability, threshold, ms
 
 
 def _check_resumable(out: Path, config: dict) -> None:

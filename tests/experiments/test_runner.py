@@ -80,3 +80,28 @@ def test_resuming_with_other_settings_is_refused(phantom, config, tmp_path):
     run_experiment(config, phantom, out, progress=False)
     with pytest.raises(ValueError, match=r"other settings \(cv differ\)"):
         run_experiment(config, phantom, out, cv=2, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:patient_split could not stratify")
+def test_cnn_heads_run_beside_classical_models(phantom, tmp_path, monkeypatch):
+    monkeypatch.setenv("ICHKIT_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "mixed.yaml"
+    settings = {
+        "features": {"families": ["intensity"], "size": 32},
+        "models": ["logreg", "smallcnn"],
+        "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
+        "n_jobs": 1,
+    }
+    path.write_text(yaml.safe_dump(settings))
+    metrics = run_experiment(path, phantom, tmp_path / "run", cv=2, progress=False)
+    cnn = metrics[(metrics["model"] == "smallcnn") & (metrics["level"] == "slice")]
+    assert len(cnn) == 2 and cnn["ms_per_slice"].gt(0).all()
+    assert (cnn["tp"] + cnn["tn"] + cnn["fp"] + cnn["fn"]).sum() == 64
+    assert len(list((tmp_path / "run" / "models").glob("smallcnn__fold*.weights.h5"))) == 2
+
+
+def test_unknown_deep_setting_fails_early(phantom, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"deep": {"epoch": 3}}))
+    with pytest.raises(ValueError, match="unknown deep keys: epoch"):
+        run_experiment(path, phantom, tmp_path / "run")

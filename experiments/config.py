@@ -32,6 +32,14 @@ DEFAULT_CONFIG = {
         "validation_size": 0.2,  # of the training patients: early stopping, threshold
         "augment": {"rotation_degrees": 15, "zoom": 0.1, "horizontal_flip": True},
     },
+    "sequence": {
+        "cnn": "smallcnn",  # whose "pool" embeddings the LSTM/GRU read, trained per fold
+        "units": 32,
+        "epochs": 50,
+        "batch_size": 4,
+        "learning_rate": 1e-3,
+        "patience": 8,
+    },
     "n_jobs": 2,
 }
 
@@ -63,6 +71,13 @@ def load_config(path: str | Path, **overrides) -> dict:
             f"Allowed: {', '.join(config['deep'])}."
         )
     config["deep"].update(loaded.pop("deep", None) or {})
+    unknown_sequence = set(loaded.get("sequence") or {}) - set(config["sequence"])
+    if unknown_sequence:
+        raise ValueError(
+            f"Config '{path}' has unknown sequence keys: {', '.join(sorted(unknown_sequence))}. "
+            f"Allowed: {', '.join(config['sequence'])}."
+        )
+    config["sequence"].update(loaded.pop("sequence", None) or {})
     config.update(loaded)
     config.update({key: value for key, value in overrides.items() if value is not None})
     config["models"] = check_model_names(config["models"])

@@ -34,6 +34,8 @@ MODELS = {
     "mobilenetv2": ModelSpec("cnn", "deep.backbones:build_classifier"),
     "resnet50": ModelSpec("cnn", "deep.backbones:build_classifier"),
     "vgg16": ModelSpec("cnn", "deep.backbones:build_classifier"),
+    "lstm": ModelSpec("sequence", "deep.sequence:build_sequence_model"),
+    "gru": ModelSpec("sequence", "deep.sequence:build_sequence_model"),
 }
 
 

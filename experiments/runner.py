@@ -99,8 +99,11 @@ def run_experiment(
             else:
                 indices = [rows.index[part] if part is not None else None
                            for part in (train, validation, test)]  # fmt: skip
-                probability, threshold, ms = _fit_predict_cnn(
-                    name, dataset, indices, groups[train], y[train], config, model_path
+                fit_predict = (
+                    _fit_predict_cnn if name not in ("lstm", "gru") else _fit_predict_sequence
+                )
+                probability, threshold, ms = fit_predict(
+                    name, dataset, indices, groups[train], y[train], config, out, fold
                 )
             predictions = rows.iloc[test][_PREDICTION_COLUMNS].assign(
                 model=name,
@@ -147,45 +150,116 @@ def _fit_predict_classical(name, X, y, groups, parts, config, model_path):
     return probability, fitted.threshold, model_ms
 
 
-def _fit_predict_cnn(name, dataset, indices, train_groups, train_labels, config, model_path):
-    """Train a CNN head on the training patients, with a validation part of them for
-    early stopping and the threshold; predict the test slices (time per slice includes
-    reading and preparing them)."""
-    from classical.tuning import choose_threshold
+def _train_cnn(name, dataset, indices, train_groups, train_labels, config, out, fold):
+    """The fold's CNN head, trained on training patients only (or loaded if this run
+    already trained it), with the training patients it held out for early stopping."""
     from deep.backbones import build_classifier
     from deep.data import SliceBatches
     from deep.training import train_classifier
 
     settings = config["deep"]
-    train, validation, test = indices
+    train, validation, _ = indices
     if validation is None:  # cross-validation: hold out some training patients
         inner = scans.patient_split(
             train_groups, train_labels, val_size=settings["validation_size"], test_size=0.0,
             random_state=config["seed"],
         )  # fmt: skip
         train, validation = train[inner.train], train[inner.validation]
-    batches = {"size": settings["size"], "window": settings["window"],
-               "batch_size": settings["batch_size"]}  # fmt: skip
+    shape = (settings["size"], settings["size"], 3)
+    weights_path = out / "models" / f"{name}__fold{fold}.weights.h5"
+    if weights_path.is_file():
+        return build_classifier(name, shape, weights=weights_path), validation
+    batches = _batch_settings(config)
     augment = scans.RandomAugment(**settings["augment"], random_state=config["seed"])
     training = SliceBatches(
         dataset, train, augment=augment, shuffle=True, seed=config["seed"], **batches
     )
-    validating = SliceBatches(dataset, validation, **batches)
-    model = build_classifier(
-        name, (settings["size"], settings["size"], 3), weights=settings["weights"]
-    )
+    model = build_classifier(name, shape, weights=settings["weights"])
     train_classifier(
-        model, training, validating, epochs=settings["epochs"],
+        model, training, SliceBatches(dataset, validation, **batches), epochs=settings["epochs"],
         learning_rate=settings["learning_rate"], optimizer=settings["optimizer"],
         warmup_epochs=settings["warmup_epochs"], patience=settings["patience"],
-        checkpoint=model_path.with_suffix(".weights.h5"), seed=config["seed"], verbose=0,
+        checkpoint=weights_path, seed=config["seed"], verbose=0,
     )  # fmt: skip
+    return model, validation
+
+
+def _batch_settings(config: dict) -> dict:
+    settings = config["deep"]
+    return {
+        "size": settings["size"],
+        "window": settings["window"],
+        "batch_size": settings["batch_size"],
+    }
+
+
+def _fit_predict_cnn(name, dataset, indices, train_groups, train_labels, config, out, fold):
+    """Train a CNN head; threshold on its validation patients; predict the test slices
+    (time per slice includes reading and preparing them)."""
+    from classical.tuning import choose_threshold
+    from deep.data import SliceBatches
+
+    model, validation = _train_cnn(
+        name, dataset, indices, train_groups, train_labels, config, out, fold
+    )
+    batches = _batch_settings(config)
+    validating = SliceBatches(dataset, validation, **batches)
     threshold = choose_threshold(validating.labels, model.predict(validating, verbose=0)[:, 0])
-    testing = SliceBatches(dataset, test, **batches)
+    test = indices[2]
     start = time.perf_counter()
-    probability = model.predict(testing, verbose=0)[:, 0]
-    ms = (time.perf_counter() - start) * 1000 / len(test)
-    return probability, threshold, ms
+    probability = model.predict(SliceBatches(dataset, test, **batches), verbose=0)[:, 0]
+    return probability, threshold, (time.perf_counter() - start) * 1000 / len(test)
+
+
+def _fit_predict_sequence(name, dataset, indices, train_groups, train_labels, config, out, fold):
+    """A bidirectional LSTM/GRU over the ordered slices of each scan, reading the
+    embeddings of the fold's CNN (trained on training patients only). The CNN's own
+    validation patients validate the sequence model too: the CNN has not fitted them."""
+    from classical.tuning import choose_threshold
+    from deep.data import SliceBatches
+    from deep.sequence import (
+        build_sequence_model,
+        embedding_model,
+        fit_sequence_model,
+        pad_scans,
+        predict_slices,
+    )
+
+    if not dataset.is_ordered:
+        raise ValueError(
+            f"'{name}' needs slices ordered within scans; this data set ({dataset.layout}) has "
+            "loose slices. Leave it out of --models."
+        )
+    settings = config["sequence"]
+    cnn, validation = _train_cnn(
+        settings["cnn"], dataset, indices, train_groups, train_labels, config, out, fold
+    )
+    embedder = embedding_model(cnn)
+    batches = _batch_settings(config)
+    train = np.setdiff1d(indices[0], validation)
+    parts, seconds = {}, {}
+    for part, rows in (("train", train), ("validation", validation), ("test", indices[2])):
+        start = time.perf_counter()
+        embeddings = embedder.predict(SliceBatches(dataset, rows, **batches), verbose=0)
+        seconds[part] = time.perf_counter() - start
+        table = dataset.table.loc[rows]
+        parts[part] = pad_scans(embeddings, table["scan_id"], table["slice_index"], table["label"])
+    model = build_sequence_model(name, parts["train"].inputs.shape[-1], units=settings["units"],
+                                 seed=config["seed"])  # fmt: skip
+    fit_sequence_model(
+        model, parts["train"], validation=parts["validation"], epochs=settings["epochs"],
+        batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
+        seed=config["seed"], patience=settings["patience"],
+    )  # fmt: skip
+    threshold = choose_threshold(
+        dataset.table.loc[validation, "label"].to_numpy(),
+        predict_slices(model, parts["validation"]),
+    )
+    start = time.perf_counter()
+    probability = predict_slices(model, parts["test"])
+    seconds["test"] += time.perf_counter() - start  # embedding and sequence model together
+    model.save(out / "models" / f"{name}__fold{fold}.keras")
+    return probability, threshold, seconds["test"] * 1000 / len(indices[2])
 
 
 def _check_resumable(out: Path, config: dict) -> None:

@@ -105,3 +105,37 @@ def test_unknown_deep_setting_fails_early(phantom, tmp_path):
     path.write_text(yaml.safe_dump({"deep": {"epoch": 3}}))
     with pytest.raises(ValueError, match="unknown deep keys: epoch"):
         run_experiment(path, phantom, tmp_path / "run")
+
+
+@pytest.mark.filterwarnings("ignore:patient_split could not stratify")
+def test_sequence_models_read_the_folds_cnn(phantom, tmp_path):
+    path = tmp_path / "sequence.yaml"
+    settings = {
+        "models": ["smallcnn", "lstm", "gru"],
+        "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
+        "sequence": {"cnn": "smallcnn", "units": 8, "epochs": 3},
+        "n_jobs": 1,
+    }
+    path.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "run"
+    metrics = run_experiment(path, phantom, out, cv=2, progress=False)
+    slices = metrics[metrics["level"] == "slice"]
+    assert set(slices["model"]) == {"smallcnn", "lstm", "gru"}
+    assert (slices.groupby("model")["n"].sum() == 64).all()
+    # One CNN per fold, trained once and reused by both sequence models.
+    assert len(list((out / "models").glob("smallcnn__fold*.weights.h5"))) == 2
+    assert len(list((out / "models").glob("lstm__fold*.keras"))) == 2
+
+
+def test_sequence_models_need_ordered_slices(bad_inputs, tmp_path):
+    from PIL import Image
+
+    for label in ("normal", "hemorrhage"):
+        for index in range(3):
+            folder = tmp_path / "loose" / label
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("L", (40, 40), 30 * index).save(folder / f"{index}.png")
+    path = tmp_path / "sequence.yaml"
+    path.write_text(yaml.safe_dump({"models": ["lstm"], "deep": {"size": 32, "epochs": 1}}))
+    with pytest.raises(ValueError, match="needs slices ordered within scans"):
+        run_experiment(path, tmp_path / "loose", tmp_path / "run", progress=False)

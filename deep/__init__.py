@@ -7,3 +7,33 @@ Model code uses Keras 3 and ``keras.ops`` only, so it runs on any backend. Where
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+
+__all__ = [
+    "OnnxClassifier",
+    "build_classifier",
+    "export_onnx",
+    "grad_cam",
+    "keep_quantized_if_close",
+    "overlay",
+    "quantize_dynamic_int8",
+    "save_overlay",
+]
+
+
+def __getattr__(name):
+    """Public names, imported on first use: ``import deep`` must not load Keras or torch."""
+    homes = {
+        "OnnxClassifier": "deep.inference",
+        "build_classifier": "deep.backbones",
+        "export_onnx": "deep.export",
+        "grad_cam": "deep.gradcam",
+        "keep_quantized_if_close": "deep.export",
+        "overlay": "deep.gradcam",
+        "quantize_dynamic_int8": "deep.export",
+        "save_overlay": "deep.gradcam",
+    }
+    if name not in homes:
+        raise AttributeError(f"module 'deep' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(homes[name]), name)

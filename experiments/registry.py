@@ -67,4 +67,8 @@ def get_model(name: str, **params):
     so a run can pass ``random_state`` and ``n_jobs`` to every model alike."""
     builder = get_builder(name)
     accepted = inspect.signature(builder).parameters
-    return builder(**{key: value for key, value in params.items() if key in accepted})
+    params = {key: value for key, value in params.items() if key in accepted}
+    if MODELS[name].family in ("cnn", "sequence"):
+        # One builder serves every head (or LSTM and GRU): the name picks it.
+        return builder(name, **params)
+    return builder(**params)

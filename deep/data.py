@@ -45,6 +45,10 @@ class SliceBatches(keras.utils.PyDataset):
     shuffle : bool, default=False
         Reshuffle the order each epoch (seeded by ``seed``).
     seed : int, default=0
+    cache : bool, default=False
+        Keep prepared slices (before augmentation) in memory after their first read:
+        later epochs skip decoding and preparing. For data sets that fit in memory
+        (605 slices at 128 px take 120 MB); off, memory holds one batch.
     **kwargs
         ``workers``, ``use_multiprocessing``, ``max_queue_size`` of PyDataset.
     """
@@ -60,6 +64,7 @@ class SliceBatches(keras.utils.PyDataset):
         augment: RandomAugment | None = None,
         shuffle: bool = False,
         seed: int = 0,
+        cache: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -67,6 +72,7 @@ class SliceBatches(keras.utils.PyDataset):
         self.indices = np.asarray(indices, dtype=int)
         self.batch_size, self.augment, self.shuffle = batch_size, augment, shuffle
         self.labels = dataset.table["label"].to_numpy(dtype=float, na_value=np.nan)[self.indices]
+        self._prepared: dict[int, np.ndarray] | None = {} if cache else None
         self._rng = np.random.default_rng(seed)
         self._order = np.arange(len(self.indices))
         if shuffle:
@@ -77,12 +83,19 @@ class SliceBatches(keras.utils.PyDataset):
 
     def __getitem__(self, batch: int):
         chosen = self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
-        images = prepare_images(
-            self.dataset, self.indices[chosen], size=self.size, window=self.window
-        )
+        images = self._images(self.indices[chosen])
         if self.augment is not None:
             images = self.augment.augment_batch(images)
         return images, self.labels[chosen].astype(np.float32)
+
+    def _images(self, rows: np.ndarray) -> np.ndarray:
+        if self._prepared is None:
+            return prepare_images(self.dataset, rows, size=self.size, window=self.window)
+        missing = [int(row) for row in rows if int(row) not in self._prepared]
+        if missing:
+            prepared = prepare_images(self.dataset, missing, size=self.size, window=self.window)
+            self._prepared.update(zip(missing, prepared, strict=True))
+        return np.stack([self._prepared[int(row)] for row in rows])
 
     def on_epoch_end(self) -> None:
         if self.shuffle:

@@ -30,6 +30,7 @@ DEFAULT_CONFIG = {
         "warmup_epochs": 3,
         "patience": 4,
         "validation_size": 0.2,  # of the training patients: early stopping, threshold
+        "cache_slices": False,  # keep prepared slices in memory between epochs
         "augment": {"rotation_degrees": 15, "zoom": 0.1, "horizontal_flip": True},
     },
     "sequence": {

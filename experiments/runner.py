@@ -190,6 +190,7 @@ def _batch_settings(config: dict) -> dict:
         "size": settings["size"],
         "window": settings["window"],
         "batch_size": settings["batch_size"],
+        "cache": settings["cache_slices"],
     }
 
 

@@ -53,3 +53,18 @@ def test_training_runs_keeps_the_best_epoch_and_checkpoints(phantom, tmp_path):
     assert np.isfinite(model.predict(validation, verbose=0)).all()
     with pytest.raises(ValueError, match="Unknown optimizer 'sgd'"):
         train_classifier(model, train, validation, optimizer="sgd")
+
+
+def test_cached_batches_equal_streamed_ones_and_skip_rereading(phantom, monkeypatch):
+    import deep.data
+
+    expected = SliceBatches(phantom, np.arange(8), size=32, batch_size=4)[1][0]
+    cached = SliceBatches(phantom, np.arange(8), size=32, batch_size=4, cache=True)
+    np.testing.assert_array_equal(cached[1][0], expected)
+    reads = []
+    original = deep.data.prepare_images
+    monkeypatch.setattr(
+        deep.data, "prepare_images", lambda *a, **k: reads.append(1) or original(*a, **k)
+    )
+    np.testing.assert_array_equal(cached[1][0], expected)
+    assert reads == []  # served from memory the second time

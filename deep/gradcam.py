@@ -25,13 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["grad_cam", "overlay", "save_overlay"]
 
-# matplotlib's "jet" segment data (matplotlib/_cm.py), so the default colormap needs
-# no matplotlib: (x, value) breakpoints of the red, green and blue ramps.
-_JET_SEGMENTS = (
-    ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
-    ((0.0, 0.0), (0.125, 0.0), (0.375, 1.0), (0.64, 1.0), (0.91, 0.0), (1.0, 0.0)),
-    ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)),
-)
 _N_COLORS = 256
 # Layer names shown when layer_name is wrong.
 _N_LISTED_LAYERS = 20
@@ -321,8 +314,7 @@ def overlay(
     alpha : float, default=0.4
         Weight of the heatmap: 0 shows the slice only, 1 the heatmap only.
     colormap : str, default="jet"
-        "jet" is built in (matplotlib's definition); any other name is looked up in
-        matplotlib, which must then be installed.
+        A name of ``matplotlib.colormaps``.
 
     Returns
     -------
@@ -332,9 +324,8 @@ def overlay(
     Raises
     ------
     ValueError
-        If the shapes differ, values are outside [0, 1] or ``alpha`` is not in [0, 1].
-    ImportError
-        If ``colormap`` is not "jet" and matplotlib is not installed.
+        If the shapes differ, values are outside [0, 1], ``alpha`` is not in [0, 1] or
+        the colormap is unknown.
 
     Examples
     --------
@@ -435,27 +426,13 @@ def _as_rgb(image) -> np.ndarray:
 
 
 def _colormap_table(name: str) -> np.ndarray:
-    """A (256, 3) float table in [0, 1] for the colormap ``name``."""
-    positions = np.linspace(0.0, 1.0, _N_COLORS)
-    if name == "jet":
-        return np.stack(
-            [
-                np.interp(positions, [x for x, _ in ramp], [value for _, value in ramp])
-                for ramp in _JET_SEGMENTS
-            ],
-            axis=-1,
-        ).astype(np.float32)
-    try:
-        import matplotlib
-    except ImportError as error:
-        raise ImportError(
-            f"Colormap {name!r} needs matplotlib, which is not installed. Use "
-            "colormap='jet' (built in) or pip install matplotlib."
-        ) from error
+    """A (256, 3) float table in [0, 1] for matplotlib's colormap ``name``."""
+    import matplotlib
+
     try:
         colormap = matplotlib.colormaps[name]
     except KeyError as error:
         raise ValueError(
             f"Unknown colormap {name!r} for overlay. See list(matplotlib.colormaps)."
         ) from error
-    return colormap(positions)[:, :3].astype(np.float32)
+    return colormap(np.linspace(0.0, 1.0, _N_COLORS))[:, :3].astype(np.float32)

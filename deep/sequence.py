@@ -602,9 +602,7 @@ def predict_slices(model: keras.Model, batch: ScanBatch, *, batch_size: int = 32
     -------
     ndarray of shape (n_slices,), or (n_slices, n_outputs) when ``n_outputs > 1``
     """
-    _check_model_and_batch(model, batch, "predict_slices", "batch")
-    check_int(batch_size, "batch_size", "predict_slices", minimum=1)
-    outputs = model.predict(batch.model_inputs, batch_size=batch_size, verbose=0)
+    outputs = _predict(model, batch, batch_size, "predict_slices")
     probabilities = batch.unpad(np.asarray(outputs["slice"]))
     return probabilities[:, 0] if probabilities.shape[1] == 1 else probabilities
 
@@ -616,11 +614,15 @@ def predict_scans(model: keras.Model, batch: ScanBatch, *, batch_size: int = 32)
     -------
     ndarray of shape (n_scans,), or (n_scans, n_outputs) when ``n_outputs > 1``
     """
-    _check_model_and_batch(model, batch, "predict_scans", "batch")
-    check_int(batch_size, "batch_size", "predict_scans", minimum=1)
-    outputs = model.predict(batch.model_inputs, batch_size=batch_size, verbose=0)
-    probabilities = np.asarray(outputs["scan"])
+    probabilities = np.asarray(_predict(model, batch, batch_size, "predict_scans")["scan"])
     return probabilities[:, 0] if probabilities.shape[1] == 1 else probabilities
+
+
+def _predict(model: keras.Model, batch: ScanBatch, batch_size: int, owner: str) -> dict:
+    """Both outputs of the sequence model for a checked batch."""
+    _check_model_and_batch(model, batch, owner, "batch")
+    check_int(batch_size, "batch_size", owner, minimum=1)
+    return model.predict(batch.model_inputs, batch_size=batch_size, verbose=0)
 
 
 def _check_model_and_batch(model, batch, owner: str, name: str) -> None:

@@ -65,20 +65,15 @@ def load_config(path: str | Path, **overrides) -> dict:
             f"{', '.join(DEFAULT_CONFIG)}."
         )
     config = copy.deepcopy(DEFAULT_CONFIG)
-    unknown_deep = set(loaded.get("deep") or {}) - set(config["deep"])
-    if unknown_deep:
-        raise ValueError(
-            f"Config '{path}' has unknown deep keys: {', '.join(sorted(unknown_deep))}. "
-            f"Allowed: {', '.join(config['deep'])}."
-        )
-    config["deep"].update(loaded.pop("deep", None) or {})
-    unknown_sequence = set(loaded.get("sequence") or {}) - set(config["sequence"])
-    if unknown_sequence:
-        raise ValueError(
-            f"Config '{path}' has unknown sequence keys: {', '.join(sorted(unknown_sequence))}. "
-            f"Allowed: {', '.join(config['sequence'])}."
-        )
-    config["sequence"].update(loaded.pop("sequence", None) or {})
+    for section in ("deep", "sequence"):  # nested settings: merged key by key
+        given = loaded.pop(section, None) or {}
+        unknown = set(given) - set(config[section])
+        if unknown:
+            raise ValueError(
+                f"Config '{path}' has unknown {section} keys: {', '.join(sorted(unknown))}. "
+                f"Allowed: {', '.join(config[section])}."
+            )
+        config[section].update(given)
     config.update(loaded)
     config.update({key: value for key, value in overrides.items() if value is not None})
     config["models"] = check_model_names(config["models"])

@@ -42,7 +42,13 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from scans._checks import check_fraction, check_int, check_real, unknown_name_message
+from scans._checks import (
+    check_bool,
+    check_fraction,
+    check_int,
+    check_real,
+    unknown_name_message,
+)
 
 __all__ = [
     "RECURRENT_KINDS",
@@ -409,6 +415,7 @@ def build_sequence_model(
     n_layers: int = 1,
     dropout: float = 0.2,
     n_outputs: int = 1,
+    residual: bool = False,
     seed: int | None = None,
 ) -> keras.Model:
     """A bidirectional LSTM or GRU that labels every slice of a scan, and the scan.
@@ -435,6 +442,13 @@ def build_sequence_model(
     n_outputs : int, default=1
         Sigmoid outputs per slice: 1 for any hemorrhage; 6 for any hemorrhage and
         the five subtypes, as ``deep.backbones``.
+    residual : bool, default=False
+        Read the last ``n_outputs`` input features as the slice classifier's own
+        logits and predict ``sigmoid(logit + correction)``, the correction coming
+        from the recurrent layers through a zero-initialised ``correction`` layer.
+        An untrained model then reproduces the slice classifier exactly, and
+        training learns only what the neighbouring slices add: on small data the
+        safer start.
     seed : int, default=None
         Seeds Keras, numpy, torch and Python (``keras.utils.set_random_seed``) before
         the weights are initialised; None leaves the global state alone.
@@ -455,6 +469,12 @@ def build_sequence_model(
     check_int(n_layers, "n_layers", owner, minimum=1)
     check_fraction(dropout, "dropout", owner)
     check_int(n_outputs, "n_outputs", owner, minimum=1)
+    check_bool(residual, "residual", owner)
+    if residual and embedding_dim < n_outputs:
+        raise ValueError(
+            f"A residual model reads its last n_outputs={n_outputs} input features as "
+            f"logits, but embedding_dim={embedding_dim} is smaller."
+        )
     if seed is not None:
         check_int(seed, "seed", owner, minimum=0)
         keras.utils.set_random_seed(seed)
@@ -470,7 +490,12 @@ def build_sequence_model(
             x, mask=mask
         )
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    slice_probabilities = keras.layers.Dense(n_outputs, activation="sigmoid", name="slice")(x)
+    if residual:
+        correction = keras.layers.Dense(n_outputs, kernel_initializer="zeros", name="correction")(x)
+        logits = keras.layers.Add(name="logit")([embeddings[..., -n_outputs:], correction])
+        slice_probabilities = keras.layers.Activation("sigmoid", name="slice")(logits)
+    else:
+        slice_probabilities = keras.layers.Dense(n_outputs, activation="sigmoid", name="slice")(x)
     scan_probabilities = MaskedMaximum(name="scan")([slice_probabilities, mask])
     return keras.Model(
         inputs={"embeddings": embeddings, "mask": mask},
@@ -652,7 +677,7 @@ def _check_model_and_batch(model, batch, owner: str, name: str) -> None:
 
 def _training_arrays(batch: ScanBatch, model: keras.Model):
     """``(inputs, targets, sample_weights)`` dicts for ``model.fit``."""
-    n_outputs = model.get_layer("slice").units
+    n_outputs = model.get_layer("slice").output.shape[-1]
     labels = batch.labels if batch.labels.ndim == 3 else batch.labels[..., None]
     if labels.shape[-1] != n_outputs:
         raise ValueError(

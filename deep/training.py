@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import keras
@@ -36,7 +37,7 @@ def train_classifier(
 
     Early stopping watches the validation AUC but only after ``warmup_epochs``: on
     a few hundred slices the first epochs are noise, and stopping there is common.
-    The weights of the best epoch are restored (and saved to ``checkpoint``).
+    The weights of the best epoch are restored (and then saved to ``checkpoint``).
 
     Parameters
     ----------
@@ -49,7 +50,7 @@ def train_classifier(
     class_weight : "balanced", dict or None, default="balanced"
     warmup_epochs, patience : int
     checkpoint : path, default=None
-        Where the best weights go (``.weights.h5``).
+        Where the best weights go (``.weights.h5``) once training has finished.
     seed : int, default=0
     verbose : "auto", 0, 1 or 2
     """
@@ -73,18 +74,7 @@ def train_classifier(
             restore_best_weights=True,
         )
     ]
-    if checkpoint is not None:
-        Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-        callbacks.append(
-            keras.callbacks.ModelCheckpoint(
-                str(checkpoint),
-                monitor="val_auc",
-                mode="max",
-                save_best_only=True,
-                save_weights_only=True,
-            )  # fmt: skip
-        )
-    return model.fit(
+    history = model.fit(
         train,
         validation_data=validation,
         epochs=epochs,
@@ -92,3 +82,16 @@ def train_classifier(
         callbacks=callbacks,
         verbose=verbose,
     )
+    if checkpoint is not None:
+        _save_weights_atomically(model, Path(checkpoint))
+    return history
+
+
+def _save_weights_atomically(model: keras.Model, path: Path) -> None:
+    """The finished model's weights, written whole or not at all: a resumed run treats
+    an existing file as a finished training, so it must never hold a half-trained or
+    half-written model (hence not ``ModelCheckpoint``, which writes during training)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{os.getpid()}.{path.name}")  # keeps the .weights.h5 ending
+    model.save_weights(temporary)
+    os.replace(temporary, path)

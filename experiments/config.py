@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from experiments.registry import check_model_names
+from experiments.registry import MODELS, check_model_names
 from features.extraction import resolve_feature_config
 
 __all__ = ["DEFAULT_CONFIG", "load_config"]
@@ -34,11 +34,13 @@ DEFAULT_CONFIG = {
         "augment": {"rotation_degrees": 15, "zoom": 0.1, "horizontal_flip": True},
     },
     "sequence": {
-        "cnn": "smallcnn",  # whose "pool" embeddings the LSTM/GRU read, trained per fold
-        "units": 32,
+        "cnn": "smallcnn",  # the CNN head whose view of each slice the LSTM/GRU read
+        "inputs": "logits",  # its slice logits (out-of-fold for training patients) or "embeddings"
+        "inner_folds": 3,  # CNNs trained per fold for the out-of-fold logits
+        "units": 16,
         "epochs": 50,
         "batch_size": 4,
-        "learning_rate": 1e-3,
+        "learning_rate": 1e-2,
         "patience": 8,
     },
     "n_jobs": 2,
@@ -82,4 +84,21 @@ def load_config(path: str | Path, **overrides) -> dict:
         raise ValueError(
             f"'cv' must be an int >= 2 (patient-grouped folds) or null. Got {config['cv']!r}."
         )
+    _check_sequence(config["sequence"])
     return config
+
+
+def _check_sequence(settings: dict) -> None:
+    """The sequence section names a CNN head, an input kind and enough inner folds."""
+    cnn_heads = [name for name, spec in MODELS.items() if spec.family == "cnn"]
+    if settings["cnn"] not in cnn_heads:
+        raise ValueError(
+            f"sequence.cnn must name a CNN head ({', '.join(cnn_heads)}). Got {settings['cnn']!r}."
+        )
+    if settings["inputs"] not in ("logits", "embeddings"):
+        raise ValueError(
+            f"sequence.inputs must be 'logits' or 'embeddings'. Got {settings['inputs']!r}."
+        )
+    inner_folds = settings["inner_folds"]
+    if not isinstance(inner_folds, int) or isinstance(inner_folds, bool) or inner_folds < 2:
+        raise ValueError(f"sequence.inner_folds must be an int >= 2. Got {inner_folds!r}.")

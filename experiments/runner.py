@@ -9,6 +9,7 @@ again with the same command skips what was complete.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -150,13 +151,10 @@ def _fit_predict_classical(name, X, y, groups, parts, config, model_path):
     return probability, fitted.threshold, model_ms
 
 
-def _train_cnn(name, dataset, indices, train_groups, train_labels, config, out, fold):
+def _fold_cnn(name, dataset, indices, train_groups, train_labels, config, out, fold):
     """The fold's CNN head, trained on training patients only (or loaded if this run
-    already trained it), with the training patients it held out for early stopping."""
-    from deep.backbones import build_classifier
-    from deep.data import SliceBatches
-    from deep.training import train_classifier
-
+    already trained it). Returns it with the rows it fitted and the training patients
+    it held out for early stopping."""
     settings = config["deep"]
     train, validation, _ = indices
     if validation is None:  # cross-validation: hold out some training patients
@@ -165,10 +163,27 @@ def _train_cnn(name, dataset, indices, train_groups, train_labels, config, out, 
             random_state=config["seed"],
         )  # fmt: skip
         train, validation = train[inner.train], train[inner.validation]
+    weights = _weights_path(out, name, fold)
+    return _train_cnn(name, dataset, train, validation, config, weights), train, validation
+
+
+def _weights_path(out: Path, name: str, fold: int, inner: int | None = None) -> Path:
+    """Where a CNN trained in this run keeps its weights (``inner``: an out-of-fold CNN)."""
+    suffix = "" if inner is None else f"__inner{inner}"
+    return out / "models" / f"{name}__fold{fold}{suffix}.weights.h5"
+
+
+def _train_cnn(name, dataset, train, validation, config, weights_path):
+    """A CNN head fitted on rows ``train``, early-stopped on ``validation``; loaded
+    from ``weights_path`` instead when that exists (a resumed run)."""
+    from deep.backbones import build_classifier
+    from deep.data import SliceBatches
+    from deep.training import train_classifier
+
+    settings = config["deep"]
     shape = (settings["size"], settings["size"], 3)
-    weights_path = out / "models" / f"{name}__fold{fold}.weights.h5"
     if weights_path.is_file():
-        return build_classifier(name, shape, weights=weights_path), validation
+        return build_classifier(name, shape, weights=weights_path)
     batches = _batch_settings(config)
     augment = scans.RandomAugment(**settings["augment"], random_state=config["seed"])
     training = SliceBatches(
@@ -181,7 +196,7 @@ def _train_cnn(name, dataset, indices, train_groups, train_labels, config, out, 
         warmup_epochs=settings["warmup_epochs"], patience=settings["patience"],
         checkpoint=weights_path, seed=config["seed"], verbose=0,
     )  # fmt: skip
-    return model, validation
+    return model
 
 
 def _batch_settings(config: dict) -> dict:
@@ -200,7 +215,7 @@ def _fit_predict_cnn(name, dataset, indices, train_groups, train_labels, config,
     from classical.tuning import choose_threshold
     from deep.data import SliceBatches
 
-    model, validation = _train_cnn(
+    model, _, validation = _fold_cnn(
         name, dataset, indices, train_groups, train_labels, config, out, fold
     )
     batches = _batch_settings(config)
@@ -213,18 +228,19 @@ def _fit_predict_cnn(name, dataset, indices, train_groups, train_labels, config,
 
 
 def _fit_predict_sequence(name, dataset, indices, train_groups, train_labels, config, out, fold):
-    """A bidirectional LSTM/GRU over the ordered slices of each scan, reading the
-    embeddings of the fold's CNN (trained on training patients only). The CNN's own
-    validation patients validate the sequence model too: the CNN has not fitted them."""
+    """A bidirectional LSTM/GRU over the ordered slices of each scan, reading what the
+    fold's CNN (trained on training patients only) makes of every slice.
+
+    ``sequence.inputs: logits``: the CNN's slice logit, which the model corrects from
+    the neighbouring slices (``build_sequence_model(residual=True)``). For the training
+    patients the logits are out-of-fold, from CNNs trained on the other training
+    patients, so they are as unsure as on new patients; the fold's CNN gives those of
+    its validation and test patients. ``inputs: embeddings``: the CNN's pooled
+    embeddings (``deep.sequence``), the training patients' from the CNN that fitted
+    them. Either way the CNN's validation patients validate the sequence model.
+    """
     from classical.tuning import choose_threshold
-    from deep.data import SliceBatches
-    from deep.sequence import (
-        build_sequence_model,
-        embedding_model,
-        fit_sequence_model,
-        pad_scans,
-        predict_slices,
-    )
+    from deep.sequence import build_sequence_model, fit_sequence_model, pad_scans, predict_slices
 
     if not dataset.is_ordered:
         raise ValueError(
@@ -232,35 +248,97 @@ def _fit_predict_sequence(name, dataset, indices, train_groups, train_labels, co
             "loose slices. Leave it out of --models."
         )
     settings = config["sequence"]
-    cnn, validation = _train_cnn(
+    cnn, train, validation = _fold_cnn(
         settings["cnn"], dataset, indices, train_groups, train_labels, config, out, fold
     )
-    embedder = embedding_model(cnn)
-    batches = _batch_settings(config)
-    train = np.setdiff1d(indices[0], validation)
-    parts, seconds = {}, {}
-    for part, rows in (("train", train), ("validation", validation), ("test", indices[2])):
-        start = time.perf_counter()
-        embeddings = embedder.predict(SliceBatches(dataset, rows, **batches), verbose=0)
-        seconds[part] = time.perf_counter() - start
+    test, weights = indices[2], _weights_path(out, settings["cnn"], fold)
+    if settings["inputs"] == "logits":
+        train_inputs = _out_of_fold_logits(dataset, train, validation, config, out, fold)
+    else:
+        train_inputs = _cached_slice_inputs(cnn, weights, dataset, train, config)
+    parts = {"train": train_inputs}
+    parts["validation"] = _cached_slice_inputs(cnn, weights, dataset, validation, config)
+    start = time.perf_counter()  # not cached: the test slices' time is part of the model's
+    parts["test"] = _slice_inputs(cnn, dataset, test, config)
+    embed_seconds = time.perf_counter() - start
+    batches = {}
+    for part, rows in (("train", train), ("validation", validation), ("test", test)):
         table = dataset.table.loc[rows]
-        parts[part] = pad_scans(embeddings, table["scan_id"], table["slice_index"], table["label"])
-    model = build_sequence_model(name, parts["train"].inputs.shape[-1], units=settings["units"],
-                                 seed=config["seed"])  # fmt: skip
+        batches[part] = pad_scans(
+            parts[part], table["scan_id"], table["slice_index"], table["label"]
+        )
+    model = build_sequence_model(
+        name, parts["train"].shape[1], units=settings["units"],
+        residual=settings["inputs"] == "logits", seed=config["seed"],
+    )  # fmt: skip
     fit_sequence_model(
-        model, parts["train"], validation=parts["validation"], epochs=settings["epochs"],
+        model, batches["train"], validation=batches["validation"], epochs=settings["epochs"],
         batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
         seed=config["seed"], patience=settings["patience"],
     )  # fmt: skip
     threshold = choose_threshold(
         dataset.table.loc[validation, "label"].to_numpy(),
-        predict_slices(model, parts["validation"]),
+        predict_slices(model, batches["validation"]),
     )
     start = time.perf_counter()
-    probability = predict_slices(model, parts["test"])
-    seconds["test"] += time.perf_counter() - start  # embedding and sequence model together
+    probability = predict_slices(model, batches["test"])
+    seconds = embed_seconds + time.perf_counter() - start  # CNN and sequence model together
     model.save(out / "models" / f"{name}__fold{fold}.keras")
-    return probability, threshold, seconds["test"] * 1000 / len(indices[2])
+    return probability, threshold, seconds * 1000 / len(test)
+
+
+def _slice_inputs(cnn, dataset, rows, config) -> np.ndarray:
+    """What a sequence model reads of each slice: the CNN's logit (one column) or its
+    pooled embedding, as ``config["sequence"]["inputs"]`` says."""
+    from deep.data import SliceBatches
+    from deep.sequence import embedding_model
+
+    slices = SliceBatches(dataset, rows, **_batch_settings(config))
+    if config["sequence"]["inputs"] == "embeddings":
+        return embedding_model(cnn).predict(slices, verbose=0)
+    probability = np.clip(cnn.predict(slices, verbose=0)[:, :1], 1e-6, 1 - 1e-6)
+    return np.log(probability / (1 - probability)).astype("float32")
+
+
+def _cached_slice_inputs(cnn, weights: Path, dataset, rows, config) -> np.ndarray:
+    """``_slice_inputs``, cached per CNN and slice beside the CNN's weights, so the
+    LSTM, the GRU and a resumed run compute each slice once. The cache holds the
+    weights' digest and is ignored if the weights changed."""
+    kind = config["sequence"]["inputs"]
+    cache = weights.with_name(weights.name.removesuffix(".weights.h5") + f".{kind}.npz")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    table = dataset.table.loc[rows]
+    keys = (table["path"].astype(str) + "#" + table["frame"].astype(str)).to_numpy()
+    known = {}
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if str(stored["digest"]) == digest:
+                known = dict(zip(stored["keys"], stored["values"], strict=True))
+    missing = np.array([key not in known for key in keys])
+    if missing.any():
+        values = _slice_inputs(cnn, dataset, rows[missing], config)
+        known.update(zip(keys[missing], values, strict=True))
+        _io.write_npz(cache, digest=digest, keys=np.array(list(known)),
+                      values=np.stack(list(known.values())))  # fmt: skip
+    return np.stack([known[key] for key in keys])
+
+
+def _out_of_fold_logits(dataset, train, validation, config, out, fold) -> np.ndarray:
+    """Logits of the ``train`` rows, each from a CNN trained without its patient:
+    ``sequence.inner_folds`` patient-grouped folds of the training patients, each CNN
+    early-stopped on the fold's validation patients. Weights are kept for resuming."""
+    settings = config["sequence"]
+    table = dataset.table.loc[train]
+    logits = np.zeros((len(train), 1), dtype="float32")
+    inner_folds = scans.grouped_kfold(
+        table["patient_id"].to_numpy(), table["label"].to_numpy(dtype=float),
+        settings["inner_folds"], random_state=config["seed"],
+    )  # fmt: skip
+    for inner, (fit_rows, held_out) in enumerate(inner_folds):
+        weights = _weights_path(out, settings["cnn"], fold, inner)
+        cnn = _train_cnn(settings["cnn"], dataset, train[fit_rows], validation, config, weights)
+        logits[held_out] = _cached_slice_inputs(cnn, weights, dataset, train[held_out], config)
+    return logits
 
 
 def _check_resumable(out: Path, config: dict) -> None:

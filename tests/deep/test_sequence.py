@@ -213,6 +213,7 @@ def test_saved_model_loads_with_the_same_predictions(tmp_path):
         ({"units": 0}, ValueError, "'units' parameter of build_sequence_model must be an int >= 1"),
         ({"dropout": 1.0}, ValueError, r"'dropout' parameter .* must be a float in \[0, 1\)"),
         ({"embedding_dim": 2.5}, TypeError, "'embedding_dim' parameter"),
+        ({"embedding_dim": 1, "n_outputs": 2, "residual": True}, ValueError, "is smaller"),
     ],
 )
 def test_build_sequence_model_rejects_bad_arguments(arguments, error, message):
@@ -265,6 +266,51 @@ def test_sequence_model_learns_from_neighbouring_slices(kind, neighbour_task, si
     # The scan output: positive scans (any positive slice) rank above negative ones.
     scan_labels = test.scan_labels()
     assert roc_auc_score(scan_labels, predict_scans(model, test)) > 0.8
+
+
+def _noisy_logit_task(n_scans, *, seed):
+    """Scans with one run of positive slices; the input is a noisy per-slice logit,
+    as from a slice CNN that does not see the neighbours."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for scan in range(n_scans):
+        labels = np.zeros(int(rng.integers(16, 28)))
+        if scan % 2:
+            start = int(rng.integers(2, len(labels) - 8))
+            labels[start : start + int(rng.integers(3, 8))] = 1
+        logits = 2.0 * (2 * labels - 1) + rng.normal(0, 2.5, size=len(labels))
+        for index, (logit, label) in enumerate(zip(logits, labels, strict=True)):
+            rows.append((logit, f"scan{scan}", index, label))
+    logits, scan_ids, slice_index, labels = map(np.array, zip(*rows, strict=True))
+    return logits[:, None].astype("float32"), scan_ids, slice_index, labels
+
+
+def test_untrained_residual_model_reproduces_the_input_logits(tmp_path):
+    embeddings, scan_ids, slice_index, labels = _shuffled_slices([3, 6, 4], seed=16)
+    batch = pad_scans(embeddings, scan_ids, slice_index, labels)
+    model = build_sequence_model("gru", EMBEDDING_DIM, units=3, residual=True, seed=17)
+    expected = 1 / (1 + np.exp(-embeddings[:, -1]))
+    np.testing.assert_allclose(predict_slices(model, batch), expected, rtol=0, atol=1e-6)
+    model.save(tmp_path / "residual.keras")
+    loaded = keras.saving.load_model(tmp_path / "residual.keras")
+    np.testing.assert_allclose(predict_slices(loaded, batch), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_residual_model_improves_noisy_slice_logits(kind):
+    # Measured (seed 0, 10 epochs, about 2.5 s each): the input logits give slice AUC
+    # 0.846 on the test scans, the residual LSTM 0.890 and GRU 0.911.
+    train, validation, test = (
+        _noisy_logit_task(n, seed=seed) for n, seed in [(48, 21), (8, 22), (40, 23)]
+    )
+    model = build_sequence_model(kind, 1, units=8, residual=True, seed=0)
+    fit_sequence_model(
+        model, pad_scans(*train), validation=pad_scans(*validation), epochs=10, batch_size=16,
+        learning_rate=3e-2, seed=0,
+    )  # fmt: skip
+    input_auc = roc_auc_score(test[3], test[0][:, 0])
+    auc = roc_auc_score(test[3], predict_slices(model, pad_scans(*test)))
+    assert auc > input_auc + 0.03
 
 
 def test_subtype_outputs_fit_and_predict():

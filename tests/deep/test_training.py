@@ -49,8 +49,13 @@ def test_training_runs_keeps_the_best_epoch_and_checkpoints(phantom, tmp_path):
     history = train_classifier(model, train, validation, epochs=3, warmup_epochs=1, patience=1,
                                checkpoint=checkpoint, verbose=0)  # fmt: skip
     assert "val_auc" in history.history and 1 <= len(history.history["loss"]) <= 3
-    assert checkpoint.is_file()
-    assert np.isfinite(model.predict(validation, verbose=0)).all()
+    assert checkpoint.is_file() and list(tmp_path.iterdir()) == [checkpoint]
+    predictions = model.predict(validation, verbose=0)
+    assert np.isfinite(predictions).all()
+    # The file holds the model as training left it (best epoch restored): what a
+    # resumed run loads must predict exactly what the first run predicted.
+    reloaded = build_classifier("smallcnn", (32, 32, 3), weights=checkpoint)
+    np.testing.assert_allclose(reloaded.predict(validation, verbose=0), predictions, atol=1e-6)
     with pytest.raises(ValueError, match="Unknown optimizer 'sgd'"):
         train_classifier(model, train, validation, optimizer="sgd")
 

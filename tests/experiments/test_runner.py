@@ -1,5 +1,6 @@
 """ichkit run end to end on a tiny phantom: outputs, resume, early errors."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -113,7 +114,7 @@ def test_sequence_models_read_the_folds_cnn(phantom, tmp_path):
     settings = {
         "models": ["smallcnn", "lstm", "gru"],
         "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
-        "sequence": {"cnn": "smallcnn", "units": 8, "epochs": 3},
+        "sequence": {"cnn": "smallcnn", "units": 8, "epochs": 3, "inner_folds": 2},
         "n_jobs": 1,
     }
     path.write_text(yaml.safe_dump(settings))
@@ -122,9 +123,31 @@ def test_sequence_models_read_the_folds_cnn(phantom, tmp_path):
     slices = metrics[metrics["level"] == "slice"]
     assert set(slices["model"]) == {"smallcnn", "lstm", "gru"}
     assert (slices.groupby("model")["n"].sum() == 64).all()
-    # One CNN per fold, trained once and reused by both sequence models.
-    assert len(list((out / "models").glob("smallcnn__fold*.weights.h5"))) == 2
+    # Per fold: one CNN, and one per inner fold for the out-of-fold logits, each
+    # trained once and reused by both sequence models.
+    assert len(list((out / "models").glob("smallcnn__fold?.weights.h5"))) == 2
+    assert len(list((out / "models").glob("smallcnn__fold?__inner?.weights.h5"))) == 4
     assert len(list((out / "models").glob("lstm__fold*.keras"))) == 2
+    # Their logits are cached per CNN and slice: the inner CNNs' for the training
+    # patients they did not see, the fold CNN's for its validation patients.
+    with np.load(out / "models" / "smallcnn__fold0__inner0.logits.npz") as cached:
+        assert cached["values"].shape == (len(cached["keys"]), 1) and len(cached["keys"]) > 0
+    assert (out / "models" / "smallcnn__fold0.logits.npz").is_file()
+
+
+@pytest.mark.parametrize(
+    ("sequence", "message"),
+    [
+        ({"cnn": "lstm"}, "sequence.cnn must name a CNN head"),
+        ({"inputs": "pixels"}, "sequence.inputs must be 'logits' or 'embeddings'"),
+        ({"inner_folds": 1}, "sequence.inner_folds must be an int >= 2"),
+    ],
+)
+def test_bad_sequence_settings_fail_early(phantom, tmp_path, sequence, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"models": ["lstm"], "sequence": sequence}))
+    with pytest.raises(ValueError, match=message):
+        run_experiment(path, phantom, tmp_path / "run")
 
 
 def test_sequence_models_need_ordered_slices(bad_inputs, tmp_path):

@@ -15,9 +15,10 @@ $(BIN)/ichkit: setup.cfg pyproject.toml
 	touch $@
 
 demo: install
-	rm -rf $(DEMO)/phantom
-	$(BIN)/ichkit phantom $(DEMO)/phantom --scans 8 --seed 0
+	rm -rf $(DEMO)
+	$(BIN)/ichkit phantom $(DEMO)/phantom --scans 12 --seed 0
 	$(BIN)/ichkit data inspect $(DEMO)/phantom
+	$(BIN)/ichkit run experiments/configs/quick.yaml --data $(DEMO)/phantom --out $(DEMO)/run
 
 test: install
 	$(BIN)/python -m pytest

@@ -28,6 +28,7 @@ class FittedModel:
     threshold: float
     best_params: dict = field(default_factory=dict)
     search_auc: float = float("nan")
+    out_of_fold: np.ndarray | None = None  # chosen parameters, training rows' held-out folds
 
     def predict_proba(self, X) -> np.ndarray:
         """Probability of hemorrhage per row."""
@@ -83,7 +84,9 @@ def fit_tuned(
         labels (0/1) and patient ids.
     validation : (X_val, y_val), default=None
         Held-out patients for the threshold; when None, out-of-fold predictions of
-        the chosen parameters on the training patients are used instead.
+        the chosen parameters on the training patients are used instead. Those
+        out-of-fold predictions are kept either way (``FittedModel.out_of_fold``,
+        what a stacking ensemble learns from).
     inner_folds : int, default=3
         Patient-grouped folds of the search (fewer when there are too few patients).
     random_state : int, default=0
@@ -106,17 +109,21 @@ def fit_tuned(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # folds where a class is thin
         search.fit(X, y)
+        chosen = clone(estimator).set_params(**search.best_params_)
+        out_of_fold = cross_val_predict(
+            chosen, X, y, cv=splits, method="predict_proba", n_jobs=n_jobs
+        )[:, 1]
         if validation is not None:
             probability = search.best_estimator_.predict_proba(validation[0])[:, 1]
             threshold = choose_threshold(validation[1], probability)
         else:
-            chosen = clone(estimator).set_params(**search.best_params_)
-            out_of_fold = cross_val_predict(
-                chosen, X, y, cv=splits, method="predict_proba", n_jobs=n_jobs
-            )[:, 1]
             threshold = choose_threshold(y, out_of_fold)
     return FittedModel(
-        search.best_estimator_, threshold, dict(search.best_params_), float(search.best_score_)
+        search.best_estimator_,
+        threshold,
+        dict(search.best_params_),
+        float(search.best_score_),
+        out_of_fold,
     )
 
 

@@ -120,7 +120,10 @@ def _run(arguments: argparse.Namespace) -> int:
     models = arguments.models.split(",") if arguments.models else None
     run_experiment(arguments.config, arguments.data, arguments.out, cv=arguments.cv, models=models)
     print((Path(arguments.out) / "comparison.md").read_text())
-    print(f"Results in {arguments.out}: metrics.csv, summary.csv, comparison.md")
+    print(
+        f"Results in {arguments.out}: report.html (open it in a browser), comparison.md and "
+        ".tex, metrics.csv, summary.csv, plots/, models/"
+    )
     return 0
 
 
@@ -130,3 +133,7 @@ def _list_models(arguments: argparse.Namespace) -> int:
     for name, spec in MODELS.items():
         print(f"{name:10s} {spec.family}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -31,18 +31,20 @@ DEFAULT_CONFIG = {
         "patience": 4,
         "validation_size": 0.2,  # of the training patients: early stopping, threshold
         "cache_slices": False,  # keep prepared slices in memory between epochs
+        "inner_folds": 3,  # CNNs per fold for out-of-fold logits (sequence inputs, stacking)
         "augment": {"rotation_degrees": 15, "zoom": 0.1, "horizontal_flip": True},
     },
     "sequence": {
         "cnn": "smallcnn",  # the CNN head whose view of each slice the LSTM/GRU read
         "inputs": "logits",  # its slice logits (out-of-fold for training patients) or "embeddings"
-        "inner_folds": 3,  # CNNs trained per fold for the out-of-fold logits
         "units": 16,
         "epochs": 50,
         "batch_size": 4,
         "learning_rate": 1e-2,
         "patience": 8,
     },
+    "ensemble": {"members": None},  # voting/stacking members; None: every other model run
+    "bootstrap": 1000,  # resamples of patients for the 95% confidence intervals
     "n_jobs": 2,
 }
 
@@ -67,7 +69,7 @@ def load_config(path: str | Path, **overrides) -> dict:
             f"{', '.join(DEFAULT_CONFIG)}."
         )
     config = copy.deepcopy(DEFAULT_CONFIG)
-    for section in ("deep", "sequence"):  # nested settings: merged key by key
+    for section in ("deep", "sequence", "ensemble"):  # nested settings: merged key by key
         given = loaded.pop(section, None) or {}
         unknown = set(given) - set(config[section])
         if unknown:
@@ -85,6 +87,8 @@ def load_config(path: str | Path, **overrides) -> dict:
             f"'cv' must be an int >= 2 (patient-grouped folds) or null. Got {config['cv']!r}."
         )
     _check_sequence(config["sequence"])
+    _check_deep(config["deep"])
+    _check_ensemble(config["ensemble"])
     return config
 
 
@@ -99,6 +103,19 @@ def _check_sequence(settings: dict) -> None:
         raise ValueError(
             f"sequence.inputs must be 'logits' or 'embeddings'. Got {settings['inputs']!r}."
         )
+
+
+def _check_deep(settings: dict) -> None:
     inner_folds = settings["inner_folds"]
     if not isinstance(inner_folds, int) or isinstance(inner_folds, bool) or inner_folds < 2:
-        raise ValueError(f"sequence.inner_folds must be an int >= 2. Got {inner_folds!r}.")
+        raise ValueError(f"deep.inner_folds must be an int >= 2. Got {inner_folds!r}.")
+
+
+def _check_ensemble(settings: dict) -> None:
+    members = settings["members"]
+    if members is None:
+        return
+    check_model_names(members)
+    wrong = [name for name in members if MODELS[name].family == "ensemble"]
+    if wrong:
+        raise ValueError(f"ensemble.members cannot hold ensembles; got {', '.join(wrong)}.")

@@ -43,13 +43,15 @@ def binary_metrics(y, probability, threshold: float) -> dict[str, float]:
 
 
 def scan_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
-    """One row per scan: positive if any slice is, probability of its most likely slice."""
-    return (
-        predictions.groupby("scan_id", sort=True)
-        .agg(
-            label=("label", "max"),
-            probability=("probability", "max"),
-            patient_id=("patient_id", "first"),
-        )
-        .reset_index()
-    )
+    """One row per scan (per model and fold, where given): positive if any slice is,
+    with the probability of its most likely slice, and the scan threshold
+    (``scan_threshold`` where the predictions carry one, else ``threshold``)."""
+    keys = [column for column in ("model", "fold") if column in predictions] + ["scan_id"]
+    aggregations = {"label": ("label", "max"), "probability": ("probability", "max")}
+    if "patient_id" in predictions:
+        aggregations["patient_id"] = ("patient_id", "first")
+    for column in ("scan_threshold", "threshold"):
+        if column in predictions:
+            aggregations["threshold"] = (column, "first")
+            break
+    return predictions.groupby(keys, sort=False).agg(**aggregations).reset_index()

@@ -36,6 +36,8 @@ MODELS = {
     "vgg16": ModelSpec("cnn", "deep.backbones:build_classifier"),
     "lstm": ModelSpec("sequence", "deep.sequence:build_sequence_model"),
     "gru": ModelSpec("sequence", "deep.sequence:build_sequence_model"),
+    "voting": ModelSpec("ensemble", "ensemble:SoftVoting"),
+    "stacking": ModelSpec("ensemble", "ensemble:StackingCombiner"),
 }
 
 

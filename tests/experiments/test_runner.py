@@ -1,10 +1,14 @@
 """ichkit run end to end on a tiny phantom: outputs, resume, early errors."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from experiments.config import load_config
 from experiments.runner import run_experiment
 from scans import DatasetError
 from scans.phantom_writers import write_phantom
@@ -25,6 +29,7 @@ def config(tmp_path, monkeypatch):
     settings = {
         "features": {"families": ["intensity", "bands"], "size": 32},
         "models": ["logreg", "knn"],
+        "bootstrap": 50,
         "n_jobs": 1,
     }
     path.write_text(yaml.safe_dump(settings))
@@ -40,8 +45,15 @@ def test_cross_validated_run_writes_every_output(phantom, config, tmp_path):
     assert sorted(metrics["fold"].unique()) == [0, 1]
     on_disk = pd.read_csv(out / "metrics.csv")
     pd.testing.assert_frame_equal(on_disk, metrics, check_dtype=False)
-    for name in ("summary.csv", "comparison.md", "config.yaml", "versions.json", "inspection.json"):
+    for name in ("summary.csv", "comparison.md", "comparison.tex", "report.html", "config.yaml",
+                 "versions.json", "inspection.json", "notes.json", "plots/roc_slice.png",
+                 "plots/roc_scan.png", "plots/reliability_slice.png",
+                 "plots/confusion_knn_scan.png"):  # fmt: skip
         assert (out / name).is_file(), name
+    summary = pd.read_csv(out / "summary.csv")
+    for column in ("auc_ci_low", "auc_ci_high", "ece", "delong_p", "mcnemar_p", "auc_pooled"):
+        assert column in summary, column
+    assert (summary["auc_ci_low"] <= summary["auc_ci_high"]).all()
     assert len(list((out / "models").glob("*.joblib"))) == 4
     slices = metrics[metrics["level"] == "slice"]
     counted = (slices["tp"] + slices["tn"] + slices["fp"] + slices["fn"]).groupby(slices["model"])
@@ -60,6 +72,15 @@ def test_resume_redoes_only_what_is_missing(phantom, config, tmp_path):
     assert kept.stat().st_mtime_ns == stamp and redone.is_file()
     timing = ["ms_per_slice"]  # measured again for the redone model; all else is equal
     pd.testing.assert_frame_equal(first.drop(columns=timing), second.drop(columns=timing))
+
+
+CONFIGS = Path(__file__).parents[2] / "experiments" / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
+def test_shipped_configs_load(path):
+    config = load_config(path)
+    assert config["models"] and config["deep"]["size"] >= 32
 
 
 def test_bad_model_and_bad_path_fail_before_training(phantom, config, tmp_path):
@@ -113,8 +134,8 @@ def test_sequence_models_read_the_folds_cnn(phantom, tmp_path):
     path = tmp_path / "sequence.yaml"
     settings = {
         "models": ["smallcnn", "lstm", "gru"],
-        "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
-        "sequence": {"cnn": "smallcnn", "units": 8, "epochs": 3, "inner_folds": 2},
+        "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8, "inner_folds": 2},
+        "sequence": {"cnn": "smallcnn", "units": 8, "epochs": 3},
         "n_jobs": 1,
     }
     path.write_text(yaml.safe_dump(settings))
@@ -136,29 +157,77 @@ def test_sequence_models_read_the_folds_cnn(phantom, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("sequence", "message"),
+    ("settings", "message"),
     [
-        ({"cnn": "lstm"}, "sequence.cnn must name a CNN head"),
-        ({"inputs": "pixels"}, "sequence.inputs must be 'logits' or 'embeddings'"),
-        ({"inner_folds": 1}, "sequence.inner_folds must be an int >= 2"),
+        ({"sequence": {"cnn": "lstm"}}, "sequence.cnn must name a CNN head"),
+        ({"sequence": {"inputs": "pixels"}}, "sequence.inputs must be 'logits' or 'embeddings'"),
+        ({"deep": {"inner_folds": 1}}, "deep.inner_folds must be an int >= 2"),
+        ({"ensemble": {"members": ["voting"]}}, "ensemble.members cannot hold ensembles"),
+        ({"ensemble": {"members": ["svn"]}}, "Did you mean 'svm'"),
     ],
 )
-def test_bad_sequence_settings_fail_early(phantom, tmp_path, sequence, message):
+def test_bad_model_settings_fail_early(phantom, tmp_path, settings, message):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"models": ["lstm"], "sequence": sequence}))
+    path.write_text(yaml.safe_dump({"models": ["lstm"], **settings}))
     with pytest.raises(ValueError, match=message):
         run_experiment(path, phantom, tmp_path / "run")
 
 
-def test_sequence_models_need_ordered_slices(bad_inputs, tmp_path):
+def test_sequence_models_are_skipped_on_loose_slices(config, tmp_path):
     from PIL import Image
 
     for label in ("normal", "hemorrhage"):
         for index in range(3):
             folder = tmp_path / "loose" / label
             folder.mkdir(parents=True, exist_ok=True)
-            Image.new("L", (40, 40), 30 * index).save(folder / f"{index}.png")
-    path = tmp_path / "sequence.yaml"
-    path.write_text(yaml.safe_dump({"models": ["lstm"], "deep": {"size": 32, "epochs": 1}}))
-    with pytest.raises(ValueError, match="needs slices ordered within scans"):
-        run_experiment(path, tmp_path / "loose", tmp_path / "run", progress=False)
+            Image.new("L", (40, 40), 30 * index + (label == "normal")).save(folder / f"{index}.png")
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "models": ["lstm", "logreg"]}))
+    metrics = run_experiment(config, tmp_path / "loose", tmp_path / "run", progress=False)
+    assert set(metrics["model"]) == {"logreg"}
+    notes = json.loads((tmp_path / "run" / "notes.json").read_text())
+    assert "needs slices ordered within scans" in notes["lstm"]
+    assert "needs slices ordered within scans" in (tmp_path / "run" / "report.html").read_text()
+
+    config.write_text(yaml.safe_dump({**settings, "models": ["lstm"]}))
+    with pytest.raises(ValueError, match="None of the configured models can run.*lstm: skipped"):
+        run_experiment(config, tmp_path / "loose", tmp_path / "other", progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:patient_split could not stratify")
+def test_run_killed_mid_way_resumes_to_the_same_tables(phantom, config, tmp_path):
+    # A real SIGKILL of `ichkit run` once the first model has finished, then the same
+    # command again: it must finish, keep what was complete, and match a run that was
+    # never interrupted.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "models": ["logreg", "knn", "voting"]}))
+    command = [sys.executable, "-m", "experiments.cli", "run", str(config), "--data",
+               str(phantom), "--cv", "2", "--out"]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": os.getcwd()}
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, str(killed)], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    first = killed / "predictions" / "logreg__fold0.csv"
+    deadline = time.monotonic() + 120
+    while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first.exists() and not (killed / "metrics.csv").exists()
+    stamp = first.stat().st_mtime_ns
+
+    subprocess.run([*command, str(killed)], env=environment, check=True, capture_output=True)
+    subprocess.run([*command, str(tmp_path / "whole")], env=environment, check=True,
+                   capture_output=True)  # fmt: skip
+    assert first.stat().st_mtime_ns == stamp  # not redone
+    assert not list(killed.rglob("*.tmp"))
+    timing = ["ms_per_slice"]
+    resumed = pd.read_csv(killed / "metrics.csv").drop(columns=timing)
+    pd.testing.assert_frame_equal(resumed, pd.read_csv(tmp_path / "whole" / "metrics.csv").drop(
+        columns=timing))  # fmt: skip

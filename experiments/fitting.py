@@ -1,0 +1,384 @@
+"""One model on one fold, family by family: what ``ichkit run`` does per model x fold.
+
+Each ``fit_*`` trains on the fold's training patients only and returns a ``FoldFit``:
+the test slices' probabilities, the thresholds chosen on held-out data, the time per
+slice, and ``held_out``: probabilities for training-part slices made by models that
+did not fit them. Those choose the thresholds and are what the ensembles learn from
+(patient-grouped out-of-fold predictions inside the training part).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import scans
+from classical.models import PARAM_GRIDS
+from classical.persistence import save_model
+from classical.tuning import choose_threshold, fit_tuned
+from ensemble import SoftVoting, StackingCombiner
+from experiments import _io
+from experiments.registry import MODELS, get_model
+
+__all__ = ["FoldFit", "fit_classical", "fit_cnn", "fit_ensemble", "fit_sequence"]
+
+
+@dataclass
+class FoldFit:
+    """A model's results on one fold.
+
+    ``held_out`` is indexed by data set row, with columns ``probability`` and
+    ``for_threshold`` (True where the rows chose the threshold; the others are
+    out-of-fold predictions for stacking only).
+    """
+
+    probability: np.ndarray
+    threshold: float
+    ms_per_slice: float
+    held_out: pd.DataFrame
+
+
+def _held_out(index, probability, for_threshold: bool) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"probability": np.asarray(probability, dtype=float), "for_threshold": for_threshold},
+        index=pd.Index(index, name="row"),
+    )
+
+
+# --- Classical models on handcrafted features -----------------------------------------
+
+
+def fit_classical(name, X, y, groups, parts, config, model_path: Path) -> FoldFit:
+    """Tune and fit a classical model on the training part; predict the test part.
+    ``parts`` are positions into ``X``: (train, validation or None, test)."""
+    train, validation, test = parts
+    fitted = fit_tuned(
+        get_model(name, random_state=config["seed"], n_jobs=1),
+        PARAM_GRIDS.get(MODELS[name].grid, {}),
+        X.iloc[train],
+        y[train],
+        groups[train],
+        validation=None if validation is None else (X.iloc[validation], y[validation]),
+        inner_folds=config["tuning"]["inner_folds"],
+        random_state=config["seed"],
+        n_jobs=config["n_jobs"],
+    )
+    start = time.perf_counter()
+    probability = fitted.predict_proba(X.iloc[test])
+    model_ms = (time.perf_counter() - start) * 1000 / len(test)
+    save_model(
+        model_path.with_suffix(".joblib"),
+        fitted,
+        feature_config=config["features"],
+        feature_names=X.columns,
+    )
+    held = []
+    if fitted.out_of_fold is not None:
+        held.append(_held_out(X.index[train], fitted.out_of_fold, validation is None))
+    if validation is not None:
+        held.append(_held_out(X.index[validation], fitted.predict_proba(X.iloc[validation]), True))
+    held_out = pd.concat(held) if held else _held_out([], [], True)
+    return FoldFit(probability, fitted.threshold, model_ms, held_out)
+
+
+# --- CNN heads -------------------------------------------------------------------------
+
+
+def fit_cnn(name, dataset, indices, train_groups, train_labels, config, out, fold,
+            *, out_of_fold: bool = False) -> FoldFit:  # fmt: skip
+    """Train a CNN head; threshold on its validation patients; predict the test slices
+    (time per slice includes reading and preparing them). ``indices`` are data set
+    rows: (train, validation or None, test). ``out_of_fold`` adds predictions for
+    the training rows from CNNs trained without their patients (``deep.inner_folds``)."""
+    model, train, validation = _fold_cnn(
+        name, dataset, indices, train_groups, train_labels, config, out, fold
+    )
+    probability_validation = _sigmoid(
+        _cached_slice_inputs(model, _weights_path(out, name, fold), dataset, validation, config)
+    )
+    threshold = choose_threshold(_labels(dataset, validation), probability_validation)
+    held = [_held_out(validation, probability_validation, True)]
+    if out_of_fold:
+        logits = _out_of_fold_logits(name, dataset, train, validation, config, out, fold)
+        held.append(_held_out(train, _sigmoid(logits), False))
+    test = indices[2]
+    start = time.perf_counter()
+    probability = _sigmoid(_slice_inputs(model, dataset, test, config))
+    ms = (time.perf_counter() - start) * 1000 / len(test)
+    return FoldFit(probability, threshold, ms, pd.concat(held))
+
+
+def _fold_cnn(name, dataset, indices, train_groups, train_labels, config, out, fold):
+    """The fold's CNN head, trained on training patients only (or loaded if this run
+    already trained it). Returns it with the rows it fitted and the training patients
+    it held out for early stopping."""
+    settings = config["deep"]
+    train, validation, _ = indices
+    if validation is None:  # cross-validation: hold out some training patients
+        inner = scans.patient_split(
+            train_groups, train_labels, val_size=settings["validation_size"], test_size=0.0,
+            random_state=config["seed"],
+        )  # fmt: skip
+        train, validation = train[inner.train], train[inner.validation]
+    weights = _weights_path(out, name, fold)
+    return _train_cnn(name, dataset, train, validation, config, weights), train, validation
+
+
+def _weights_path(out: Path, name: str, fold: int, inner: int | None = None) -> Path:
+    """Where a CNN trained in this run keeps its weights (``inner``: an out-of-fold CNN)."""
+    suffix = "" if inner is None else f"__inner{inner}"
+    return out / "models" / f"{name}__fold{fold}{suffix}.weights.h5"
+
+
+def _train_cnn(name, dataset, train, validation, config, weights_path):
+    """A CNN head fitted on rows ``train``, early-stopped on ``validation``; loaded
+    from ``weights_path`` instead when that exists (a resumed run)."""
+    from deep.backbones import build_classifier
+    from deep.data import SliceBatches
+    from deep.training import train_classifier
+
+    settings = config["deep"]
+    shape = (settings["size"], settings["size"], 3)
+    if weights_path.is_file():
+        return build_classifier(name, shape, weights=weights_path)
+    batches = _batch_settings(config)
+    augment = scans.RandomAugment(**settings["augment"], random_state=config["seed"])
+    training = SliceBatches(
+        dataset, train, augment=augment, shuffle=True, seed=config["seed"], **batches
+    )
+    model = build_classifier(name, shape, weights=settings["weights"])
+    train_classifier(
+        model, training, SliceBatches(dataset, validation, **batches), epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"], optimizer=settings["optimizer"],
+        warmup_epochs=settings["warmup_epochs"], patience=settings["patience"],
+        checkpoint=weights_path, seed=config["seed"], verbose=0,
+    )  # fmt: skip
+    return model
+
+
+def _batch_settings(config: dict) -> dict:
+    settings = config["deep"]
+    return {
+        "size": settings["size"],
+        "window": settings["window"],
+        "batch_size": settings["batch_size"],
+        "cache": settings["cache_slices"],
+    }
+
+
+def _labels(dataset, rows) -> np.ndarray:
+    return dataset.table.loc[rows, "label"].to_numpy(dtype=float)
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.asarray(logits, dtype=float)[:, 0]))
+
+
+def _slice_inputs(cnn, dataset, rows, config, kind: str = "logits") -> np.ndarray:
+    """What the CNN makes of each slice: its logit (one column) or its pooled embedding."""
+    from deep.data import SliceBatches
+    from deep.sequence import embedding_model
+
+    slices = SliceBatches(dataset, rows, **_batch_settings(config))
+    if kind == "embeddings":
+        return embedding_model(cnn).predict(slices, verbose=0)
+    probability = np.clip(cnn.predict(slices, verbose=0)[:, :1], 1e-6, 1 - 1e-6)
+    return np.log(probability / (1 - probability)).astype("float32")
+
+
+def _cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits") -> np.ndarray:
+    """``_slice_inputs``, cached per CNN and slice beside the CNN's weights, so the
+    heads, the LSTM, the GRU and a resumed run compute each slice once. The cache
+    holds the weights' digest and is ignored if the weights changed."""
+    cache = weights.with_name(weights.name.removesuffix(".weights.h5") + f".{kind}.npz")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    table = dataset.table.loc[rows]
+    keys = (table["path"].astype(str) + "#" + table["frame"].astype(str)).to_numpy()
+    known = {}
+    if cache.is_file():
+        with np.load(cache) as stored:
+            if str(stored["digest"]) == digest:
+                known = dict(zip(stored["keys"], stored["values"], strict=True))
+    missing = np.array([key not in known for key in keys])
+    if missing.any():
+        values = _slice_inputs(cnn, dataset, rows[missing], config, kind)
+        known.update(zip(keys[missing], values, strict=True))
+        _io.write_npz(cache, digest=digest, keys=np.array(list(known)),
+                      values=np.stack(list(known.values())))  # fmt: skip
+    return np.stack([known[key] for key in keys])
+
+
+def _inner_folds(dataset, train, config) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``deep.inner_folds`` patient-grouped folds of the training rows (positions)."""
+    table = dataset.table.loc[train]
+    return list(
+        scans.grouped_kfold(
+            table["patient_id"].to_numpy(),
+            table["label"].to_numpy(dtype=float),
+            config["deep"]["inner_folds"],
+            random_state=config["seed"],
+        )  # fmt: skip
+    )
+
+
+def _out_of_fold_logits(name, dataset, train, validation, config, out, fold) -> np.ndarray:
+    """Logits of the ``train`` rows, each from a CNN trained without its patient (one
+    per inner fold, early-stopped on the fold's validation patients). Their weights
+    and logits are kept, for resuming and for every model that reads them."""
+    logits = np.zeros((len(train), 1), dtype="float32")
+    for inner, (fit_rows, held_out) in enumerate(_inner_folds(dataset, train, config)):
+        weights = _weights_path(out, name, fold, inner)
+        cnn = _train_cnn(name, dataset, train[fit_rows], validation, config, weights)
+        logits[held_out] = _cached_slice_inputs(cnn, weights, dataset, train[held_out], config)
+    return logits
+
+
+# --- Slice-sequence models -------------------------------------------------------------
+
+
+def fit_sequence(name, dataset, indices, train_groups, train_labels, config, out, fold,
+                 *, out_of_fold: bool = False) -> FoldFit:  # fmt: skip
+    """A bidirectional LSTM/GRU over the ordered slices of each scan, reading what the
+    fold's CNN (trained on training patients only) makes of every slice.
+
+    ``sequence.inputs: logits``: the CNN's slice logit, which the model corrects from
+    the neighbouring slices (``build_sequence_model(residual=True)``). For the training
+    patients the logits are out-of-fold, from CNNs trained on the other training
+    patients, so they are as unsure as on new patients; the fold's CNN gives those of
+    its validation and test patients. ``inputs: embeddings``: the CNN's pooled
+    embeddings, the training patients' from the CNN that fitted them. Either way the
+    CNN's validation patients validate the sequence model. ``out_of_fold`` (logits
+    only) adds predictions for the training rows from sequence models fitted on the
+    other inner folds.
+    """
+    settings = config["sequence"]
+    cnn_name, kind = settings["cnn"], settings["inputs"]
+    cnn, train, validation = _fold_cnn(
+        cnn_name, dataset, indices, train_groups, train_labels, config, out, fold
+    )
+    weights, test = _weights_path(out, cnn_name, fold), indices[2]
+    if kind == "logits":
+        train_inputs = _out_of_fold_logits(cnn_name, dataset, train, validation, config, out, fold)
+    else:
+        train_inputs = _cached_slice_inputs(cnn, weights, dataset, train, config, kind)
+    validation_inputs = _cached_slice_inputs(cnn, weights, dataset, validation, config, kind)
+    model = _fit_sequence_model(name, dataset, (train, train_inputs),
+                                (validation, validation_inputs), config)  # fmt: skip
+    probability_validation = _predict_sequence(model, dataset, validation, validation_inputs)
+    threshold = choose_threshold(_labels(dataset, validation), probability_validation)
+    held = [_held_out(validation, probability_validation, True)]
+    if out_of_fold and kind == "logits":
+        held.append(_held_out(train, _sequence_out_of_fold(
+            name, dataset, train, train_inputs, (validation, validation_inputs), config
+        ), False))  # fmt: skip
+
+    start = time.perf_counter()  # the CNN and the sequence model together
+    test_inputs = _slice_inputs(cnn, dataset, test, config, kind)
+    probability = _predict_sequence(model, dataset, test, test_inputs)
+    ms = (time.perf_counter() - start) * 1000 / len(test)
+    model.save(out / "models" / f"{name}__fold{fold}.keras")
+    return FoldFit(probability, threshold, ms, pd.concat(held))
+
+
+def _scan_batch(dataset, rows, inputs):
+    from deep.sequence import pad_scans
+
+    table = dataset.table.loc[rows]
+    return pad_scans(inputs, table["scan_id"], table["slice_index"], table["label"])
+
+
+def _fit_sequence_model(name, dataset, training, validation, config):
+    """Build and fit the LSTM/GRU on ``(rows, inputs)`` pairs."""
+    from deep.sequence import build_sequence_model, fit_sequence_model
+
+    settings = config["sequence"]
+    model = build_sequence_model(
+        name, training[1].shape[1], units=settings["units"],
+        residual=settings["inputs"] == "logits", seed=config["seed"],
+    )  # fmt: skip
+    fit_sequence_model(
+        model, _scan_batch(dataset, *training), validation=_scan_batch(dataset, *validation),
+        epochs=settings["epochs"], batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"], seed=config["seed"],
+        patience=settings["patience"],
+    )  # fmt: skip
+    return model
+
+
+def _predict_sequence(model, dataset, rows, inputs) -> np.ndarray:
+    from deep.sequence import predict_slices
+
+    return predict_slices(model, _scan_batch(dataset, rows, inputs))
+
+
+def _sequence_out_of_fold(name, dataset, train, train_inputs, validation, config) -> np.ndarray:
+    """Training rows' probabilities from sequence models fitted on the other inner folds
+    (the same folds as the out-of-fold logits they read)."""
+    probability = np.zeros(len(train))
+    for fit_rows, held_out in _inner_folds(dataset, train, config):
+        model = _fit_sequence_model(
+            name, dataset, (train[fit_rows], train_inputs[fit_rows]), validation, config
+        )
+        probability[held_out] = _predict_sequence(
+            model, dataset, train[held_out], train_inputs[held_out]
+        )
+    return probability
+
+
+# --- Ensembles -------------------------------------------------------------------------
+
+
+def fit_ensemble(name: str, members: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+                 table: pd.DataFrame, config: dict) -> FoldFit:  # fmt: skip
+    """Soft voting or stacking of the members' probabilities on one fold.
+
+    ``members`` maps each member to its test predictions (columns ``row``,
+    ``probability``, ``ms_per_slice``) and its held-out predictions (indexed by row,
+    as ``FoldFit.held_out``); ``table`` gives every row's label and patient. The
+    combiner is fitted on the training-part rows that every member predicted
+    without having fitted them. Stacking's threshold comes from patient-grouped
+    out-of-fold predictions of the combiner on those rows; voting fits nothing, so
+    its threshold comes from the rows themselves.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+
+    names = list(members)
+    held = pd.concat(
+        [members[m][1].groupby(level=0)["probability"].first().rename(m) for m in names], axis=1
+    ).dropna()
+    test = pd.concat([members[m][0].set_index("row")["probability"].rename(m) for m in names],
+                     axis=1)  # fmt: skip
+    if held.empty:
+        raise ValueError(
+            f"'{name}' has no training-part rows that all of its members predicted "
+            f"out of sample ({', '.join(names)}); cannot fit it."
+        )
+    y = table.loc[held.index, "label"].astype(int).to_numpy()
+    groups = table.loc[held.index, "patient_id"].to_numpy()
+    combiner = SoftVoting() if name == "voting" else StackingCombiner()
+    combiner.fit(held.to_numpy(), y)
+    n_folds = min(config["tuning"]["inner_folds"], len(np.unique(groups[y == 1])),
+                  len(np.unique(groups[y == 0])))  # fmt: skip
+    if name == "stacking" and n_folds >= 2:
+        folds = StratifiedGroupKFold(n_folds, shuffle=True, random_state=config["seed"])
+        held_probability = cross_val_predict(
+            StackingCombiner(), held.to_numpy(), y, groups=groups, cv=folds,
+            method="predict_proba",
+        )[:, 1]  # fmt: skip
+    else:
+        held_probability = combiner.predict_proba(held.to_numpy())[:, 1]
+    start = time.perf_counter()
+    probability = combiner.predict_proba(test.to_numpy())[:, 1]
+    combine_ms = (time.perf_counter() - start) * 1000 / len(test)
+    members_ms = sum(float(members[m][0]["ms_per_slice"].iloc[0]) for m in names)
+    return FoldFit(
+        probability,
+        choose_threshold(y, held_probability),
+        members_ms + combine_ms,  # every member runs, then the combiner
+        _held_out(held.index, held_probability, True),
+    )

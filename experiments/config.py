@@ -31,12 +31,11 @@ DEFAULT_CONFIG = {
         "patience": 4,
         "validation_size": 0.2,  # of the training patients: early stopping, threshold
         "cache_slices": False,  # keep prepared slices in memory between epochs
-        "inner_folds": 3,  # CNNs per fold for out-of-fold logits (sequence inputs, stacking)
         "augment": {"rotation_degrees": 15, "zoom": 0.1, "horizontal_flip": True},
     },
     "sequence": {
         "cnn": "smallcnn",  # the CNN head whose view of each slice the LSTM/GRU read
-        "inputs": "logits",  # its slice logits (out-of-fold for training patients) or "embeddings"
+        "inputs": "logits",  # the CNN's slice logits, which the LSTM/GRU correct, or "embeddings"
         "units": 16,
         "epochs": 50,
         "batch_size": 4,
@@ -87,7 +86,6 @@ def load_config(path: str | Path, **overrides) -> dict:
             f"'cv' must be an int >= 2 (patient-grouped folds) or null. Got {config['cv']!r}."
         )
     _check_sequence(config["sequence"])
-    _check_deep(config["deep"])
     _check_ensemble(config["ensemble"])
     return config
 
@@ -103,12 +101,6 @@ def _check_sequence(settings: dict) -> None:
         raise ValueError(
             f"sequence.inputs must be 'logits' or 'embeddings'. Got {settings['inputs']!r}."
         )
-
-
-def _check_deep(settings: dict) -> None:
-    inner_folds = settings["inner_folds"]
-    if not isinstance(inner_folds, int) or isinstance(inner_folds, bool) or inner_folds < 2:
-        raise ValueError(f"deep.inner_folds must be an int >= 2. Got {inner_folds!r}.")
 
 
 def _check_ensemble(settings: dict) -> None:

@@ -125,7 +125,7 @@ def comparison_markdown(summary: pd.DataFrame, level: str | None = None) -> str:
     ...     "accuracy_mean": [0.8], "sensitivity_mean": [0.7], "specificity_mean": [0.85],
     ...     "precision_mean": [0.75], "f1_mean": [0.72], "auc_std": [0.01]})
     >>> print(comparison_markdown(summary, level="slice").splitlines()[2])
-    | svm | 0.800 | 0.700 | 0.850 | 0.750 | 0.720 | **0.900 ± 0.010** | — | — | — |
+    | svm | 0.800 | 0.700 | 0.850 | 0.750 | 0.720 | **0.900 ± 0.010** | — | — | — | — |
     """
     _check_columns(summary, _SUMMARY_COLUMNS, "summary", "comparison_markdown")
     levels = _summary_levels(summary, level, "comparison_markdown")

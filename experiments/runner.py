@@ -79,7 +79,6 @@ def run_experiment(
     rows = rows[rows["label"].notna().to_numpy()]
     X = X.loc[rows.index] if X is not None else None
     y, groups = rows["label"].astype(int).to_numpy(), rows["patient_id"].to_numpy()
-    out_of_fold = "stacking" in names  # members then predict their training rows too
 
     folds = list(_folds(config, groups, y))
     bar = tqdm(total=len(folds) * len(names), desc="models x folds", disable=not progress)
@@ -88,8 +87,9 @@ def run_experiment(
             bar.set_postfix_str(f"fold {fold} {name}")
             path = out / "predictions" / f"{name}__fold{fold}.csv"
             if not path.exists():
-                fit = _fit(name, dataset, rows, X, (train, validation, test), config, out, fold,
-                           members, out_of_fold=out_of_fold)  # fmt: skip
+                fit = _fit(
+                    name, dataset, rows, X, (train, validation, test), config, out, fold, members
+                )
                 if name in classical:
                     fit.ms_per_slice += feature_ms
                 _io.write_csv(out / "held_out" / f"{name}__fold{fold}.csv",
@@ -147,7 +147,7 @@ def _runnable_models(config: dict, dataset) -> tuple[list[str], list[str], dict[
     return names, members, notes
 
 
-def _fit(name, dataset, rows, X, parts, config, out, fold, members, *, out_of_fold):
+def _fit(name, dataset, rows, X, parts, config, out, fold, members):
     """Dispatch one model x fold to its family's ``experiments.fitting`` function."""
     family = MODELS[name].family
     train, validation, test = parts
@@ -168,7 +168,7 @@ def _fit(name, dataset, rows, X, parts, config, out, fold, members, *, out_of_fo
     fit = fit_cnn if family == "cnn" else fit_sequence
     labels = rows["label"].astype(int).to_numpy()
     return fit(name, dataset, indices, rows["patient_id"].to_numpy()[train], labels[train],
-               config, out, fold, out_of_fold=out_of_fold)  # fmt: skip
+               config, out, fold)  # fmt: skip
 
 
 def _scan_threshold(held_out: pd.DataFrame, rows: pd.DataFrame) -> float:

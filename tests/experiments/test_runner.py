@@ -130,30 +130,35 @@ def test_unknown_deep_setting_fails_early(phantom, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:patient_split could not stratify")
+@pytest.mark.filterwarnings("ignore:stacking. the")  # one patient validates each tiny fold
 def test_sequence_models_read_the_folds_cnn(phantom, tmp_path):
     path = tmp_path / "sequence.yaml"
     settings = {
-        "models": ["smallcnn", "lstm", "gru"],
-        "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8, "inner_folds": 2},
+        "models": ["smallcnn", "lstm", "gru", "stacking"],
+        "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
         "sequence": {"cnn": "smallcnn", "units": 8, "epochs": 3},
+        "bootstrap": 20,
         "n_jobs": 1,
     }
     path.write_text(yaml.safe_dump(settings))
     out = tmp_path / "run"
     metrics = run_experiment(path, phantom, out, cv=2, progress=False)
     slices = metrics[metrics["level"] == "slice"]
-    assert set(slices["model"]) == {"smallcnn", "lstm", "gru"}
+    assert set(slices["model"]) == {"smallcnn", "lstm", "gru", "stacking"}
     assert (slices.groupby("model")["n"].sum() == 64).all()
-    # Per fold: one CNN, and one per inner fold for the out-of-fold logits, each
-    # trained once and reused by both sequence models.
+    # One CNN per fold, trained once and reused by both sequence models.
     assert len(list((out / "models").glob("smallcnn__fold?.weights.h5"))) == 2
-    assert len(list((out / "models").glob("smallcnn__fold?__inner?.weights.h5"))) == 4
     assert len(list((out / "models").glob("lstm__fold*.keras"))) == 2
-    # Their logits are cached per CNN and slice: the inner CNNs' for the training
-    # patients they did not see, the fold CNN's for its validation patients.
-    with np.load(out / "models" / "smallcnn__fold0__inner0.logits.npz") as cached:
-        assert cached["values"].shape == (len(cached["keys"]), 1) and len(cached["keys"]) > 0
-    assert (out / "models" / "smallcnn__fold0.logits.npz").is_file()
+    # Its logits are cached per slice (training and validation patients, not the
+    # test patients, whose time counts); the stacking learns from the members'
+    # predictions on the validation patients, which none of them fitted.
+    with np.load(out / "models" / "smallcnn__fold0.logits.npz") as cached:
+        assert cached["values"].shape == (len(cached["keys"]), 1)
+        tested = pd.read_csv(out / "predictions" / "smallcnn__fold0.csv")
+        assert len(cached["keys"]) == 64 - len(tested)
+    held = pd.read_csv(out / "held_out" / "stacking__fold0.csv")
+    validated = pd.read_csv(out / "held_out" / "smallcnn__fold0.csv")
+    assert set(held["row"]) == set(validated["row"])
 
 
 @pytest.mark.parametrize(
@@ -161,7 +166,6 @@ def test_sequence_models_read_the_folds_cnn(phantom, tmp_path):
     [
         ({"sequence": {"cnn": "lstm"}}, "sequence.cnn must name a CNN head"),
         ({"sequence": {"inputs": "pixels"}}, "sequence.inputs must be 'logits' or 'embeddings'"),
-        ({"deep": {"inner_folds": 1}}, "deep.inner_folds must be an int >= 2"),
         ({"ensemble": {"members": ["voting"]}}, "ensemble.members cannot hold ensembles"),
         ({"ensemble": {"members": ["svn"]}}, "Did you mean 'svm'"),
     ],

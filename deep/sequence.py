@@ -20,9 +20,10 @@ early stopping on a validation split of those patients). The embeddings of test
 patients are then computed by that CNN, and the sequence model is fitted on the
 training patients' embeddings only, so nothing of the test patients reaches either
 model. Embeddings of the patients a CNN was trained on are fitted, more confident
-than those of unseen patients; where there are enough patients, out-of-fold
-embeddings of the training patients (each from a CNN that did not see them) give
-the sequence model inputs like those it will meet at test time.
+than those of unseen patients, so a sequence model can learn to trust them too much;
+with few patients, reading the CNN's logit and learning only a correction to it
+(``residual=True``) is the safer start (``experiments.fitting.fit_sequence`` says
+what was measured).
 
 Padding is marked by an explicit boolean ``mask`` input rather than a
 ``Masking(mask_value=0.0)`` layer: an embedding after ReLU and pooling can be all

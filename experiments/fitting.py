@@ -198,7 +198,8 @@ def _cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits
     cache = weights.with_name(weights.name.removesuffix(".weights.h5") + f".{kind}.npz")
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     table = dataset.table.loc[rows]
-    keys = np.array([f"{path}#{frame}" for path, frame in zip(table["path"], table["frame"])])
+    pairs = zip(table["path"], table["frame"], strict=True)
+    keys = np.array([f"{path}#{frame}" for path, frame in pairs])
     if len(set(keys)) != len(keys):
         raise ValueError(f"Slice keys for the cache of '{weights.name}' are not unique.")
     known = {}
@@ -288,7 +289,7 @@ def _predict_sequence(model, dataset, rows, inputs) -> np.ndarray:
 
 
 def fit_ensemble(name: str, members: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
-                 table: pd.DataFrame, config: dict) -> FoldFit:  # fmt: skip
+                 table: pd.DataFrame, config: dict, model_path: Path) -> FoldFit:  # fmt: skip
     """Soft voting or stacking of the members' probabilities on one fold.
 
     ``members`` maps each member to its test predictions (columns ``row``,
@@ -297,8 +298,10 @@ def fit_ensemble(name: str, members: dict[str, tuple[pd.DataFrame, pd.DataFrame]
     combiner is fitted on the training-part rows that every member predicted
     without having fitted them. Stacking's threshold comes from patient-grouped
     out-of-fold predictions of the combiner on those rows; voting fits nothing, so
-    its threshold comes from the rows themselves.
+    its threshold comes from the rows themselves. The fitted combiner and its
+    members' names are saved to ``model_path`` (joblib).
     """
+    import joblib
     from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
     names = list(members)
@@ -325,6 +328,8 @@ def fit_ensemble(name: str, members: dict[str, tuple[pd.DataFrame, pd.DataFrame]
         )
         name, combiner = "voting", SoftVoting()
     combiner.fit(held.to_numpy(), y)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump({"combiner": combiner, "members": names}, model_path)
     n_folds = min(config["tuning"]["inner_folds"], len(np.unique(groups[y == 1])),
                   len(np.unique(groups[y == 0])))  # fmt: skip
     if name == "stacking" and n_folds >= 2:
@@ -342,6 +347,6 @@ def fit_ensemble(name: str, members: dict[str, tuple[pd.DataFrame, pd.DataFrame]
     return FoldFit(
         probability,
         choose_threshold(y, held_probability),
-        members_ms + combine_ms,  # every member runs, then the combiner
+        members_ms + combine_ms,  # every member, then the combiner (a shared CNN counts twice)
         _held_out(held.index, held_probability, True),
     )

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from cycler import cycler
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
@@ -78,6 +80,7 @@ _LATEX_SPECIAL = {
     "<": r"$<$",
     ">": r"$>$",
 }
+_COLOURS = colormaps["tab10"].colors
 _STYLE = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 1200px; }
 .disclaimer { border: 2px solid #b00; background: #fee; padding: 0.8em; font-weight: bold; }
@@ -466,7 +469,10 @@ def _has_multislice_scans(predictions: pd.DataFrame) -> bool:
 def _new_figure(size: tuple[float, float]):
     figure = Figure(figsize=size)
     FigureCanvasAgg(figure)
-    return figure, figure.add_subplot()
+    axes = figure.add_subplot()
+    # Ten colours, solid then dashed: a comparison often has more than ten models.
+    axes.set_prop_cycle(cycler(linestyle=["-", "--", ":"]) * cycler(color=_COLOURS))
+    return figure, axes
 
 
 def _save_figure(figure: Figure, path: str | Path) -> Path:

@@ -163,7 +163,9 @@ def _fit(name, dataset, rows, X, parts, config, out, fold, members):
             )
             for member in members
         }
-        return fit_ensemble(name, loaded, rows, config)
+        return fit_ensemble(
+            name, loaded, rows, config, out / "models" / f"{name}__fold{fold}.joblib"
+        )
     indices = [rows.index[part] if part is not None else None for part in parts]
     fit = fit_cnn if family == "cnn" else fit_sequence
     labels = rows["label"].astype(int).to_numpy()

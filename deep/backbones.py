@@ -93,6 +93,7 @@ def build_classifier(
     weights: str | Path | None = None,
     dropout: float = 0.3,
     batchnorm_momentum: float = 0.9,
+    seed: int | None = None,
 ) -> keras.Model:
     """Build a slice classifier: backbone, ``features``, pooling, dropout, sigmoid.
 
@@ -109,6 +110,10 @@ def build_classifier(
         A path loads weights saved from a model of the same head and shape.
     dropout : float, default=0.3
     batchnorm_momentum : float, default=0.9
+    seed : int, default=None
+        Seeds Keras, numpy, torch and Python (``keras.utils.set_random_seed``) before
+        the weights are initialised, so the same seed builds the same model; None
+        leaves the global state alone.
 
     Returns
     -------
@@ -138,6 +143,8 @@ def build_classifier(
             raise FileNotFoundError(
                 f"Weights file '{path}' for the '{name}' classifier does not exist."
             )
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=input_shape, name="image")
     try:
         backbone = HEADS[name](inputs, "imagenet" if weights == "imagenet" else None)

@@ -151,7 +151,7 @@ def _train_cnn(name, dataset, train, validation, config, weights_path):
     training = SliceBatches(
         dataset, train, augment=augment, shuffle=True, seed=config["seed"], **batches
     )
-    model = build_classifier(name, shape, weights=settings["weights"])
+    model = build_classifier(name, shape, weights=settings["weights"], seed=config["seed"])
     train_classifier(
         model, training, SliceBatches(dataset, validation, **batches), epochs=settings["epochs"],
         learning_rate=settings["learning_rate"], optimizer=settings["optimizer"],

@@ -235,3 +235,20 @@ def test_run_killed_mid_way_resumes_to_the_same_tables(phantom, config, tmp_path
     resumed = pd.read_csv(killed / "metrics.csv").drop(columns=timing)
     pd.testing.assert_frame_equal(resumed, pd.read_csv(tmp_path / "whole" / "metrics.csv").drop(
         columns=timing))  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:patient_split could not stratify")
+def test_same_seed_gives_the_same_metrics_for_deep_models(phantom, tmp_path):
+    path = tmp_path / "deep.yaml"
+    settings = {
+        "models": ["smallcnn", "gru"],
+        "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
+        "sequence": {"units": 4, "epochs": 2},
+        "bootstrap": 20,
+    }
+    path.write_text(yaml.safe_dump(settings))
+    first, second = (
+        run_experiment(path, phantom, tmp_path / name, progress=False) for name in ("a", "b")
+    )
+    timing = ["ms_per_slice"]
+    pd.testing.assert_frame_equal(first.drop(columns=timing), second.drop(columns=timing))

@@ -17,7 +17,14 @@ from sklearn.metrics import roc_curve
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
 
-__all__ = ["FittedModel", "balance_classes", "choose_threshold", "fit_per_subtype", "fit_tuned"]
+__all__ = [
+    "FittedModel",
+    "balance_classes",
+    "choose_threshold",
+    "fit_per_subtype",
+    "fit_tuned",
+    "grouped_folds",
+]
 
 
 @dataclass
@@ -59,6 +66,16 @@ def choose_threshold(y, probability) -> float:
     return float(min(thresholds[best], 1.0))
 
 
+def grouped_folds(y, groups, n_folds: int, random_state) -> StratifiedGroupKFold | None:
+    """Patient-grouped stratified folds, fewer than ``n_folds`` where a class has fewer
+    patients; None when fewer than 2 folds can hold both classes."""
+    y, groups = np.asarray(y).astype(int), np.asarray(groups)
+    n_folds = min(n_folds, len(np.unique(groups[y == 1])), len(np.unique(groups[y == 0])))
+    if n_folds < 2:
+        return None
+    return StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+
+
 def fit_tuned(
     estimator: Pipeline,
     param_grid: dict,
@@ -94,16 +111,13 @@ def fit_tuned(
         Parallel fits of the search.
     """
     y, groups = np.asarray(y).astype(int), np.asarray(groups)  # X may be a DataFrame
-    n_positive_patients = len(np.unique(groups[y == 1]))
-    n_negative_patients = len(np.unique(groups[y == 0]))
-    n_folds = min(inner_folds, n_positive_patients, n_negative_patients)
+    folds = grouped_folds(y, groups, inner_folds, random_state)
     estimator = balance_classes(clone(estimator), y)
-    if n_folds < 2 or not param_grid:
+    if folds is None or not param_grid:
         estimator.fit(X, y)
         probability = estimator.predict_proba(validation[0])[:, 1] if validation else None
         threshold = choose_threshold(validation[1], probability) if validation else 0.5
         return FittedModel(estimator, threshold)
-    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
     splits = list(folds.split(X, y, groups))
     search = GridSearchCV(estimator, param_grid, scoring="roc_auc", cv=splits, n_jobs=n_jobs)
     with warnings.catch_warnings():

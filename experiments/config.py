@@ -91,7 +91,7 @@ def load_config(path: str | Path, **overrides) -> dict:
 
 
 def _check_sequence(settings: dict) -> None:
-    """The sequence section names a CNN head, an input kind and enough inner folds."""
+    """The sequence section names a CNN head and an input kind."""
     cnn_heads = [name for name, spec in MODELS.items() if spec.family == "cnn"]
     if settings["cnn"] not in cnn_heads:
         raise ValueError(

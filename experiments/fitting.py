@@ -21,8 +21,8 @@ import pandas as pd
 import scans
 from classical.models import PARAM_GRIDS
 from classical.persistence import save_model
-from classical.tuning import choose_threshold, fit_tuned
-from ensemble import SoftVoting, StackingCombiner
+from classical.tuning import choose_threshold, fit_tuned, grouped_folds
+from ensemble import SoftVoting, StackingCombiner, probability_logits
 from experiments import _io
 from experiments.registry import MODELS, get_model
 
@@ -187,8 +187,7 @@ def _slice_inputs(cnn, dataset, rows, config, kind: str = "logits") -> np.ndarra
     slices = SliceBatches(dataset, rows, **_batch_settings(config))
     if kind == "embeddings":
         return embedding_model(cnn).predict(slices, verbose=0)
-    probability = np.clip(cnn.predict(slices, verbose=0)[:, :1], 1e-6, 1 - 1e-6)
-    return np.log(probability / (1 - probability)).astype("float32")
+    return probability_logits(cnn.predict(slices, verbose=0)[:, :1]).astype("float32")
 
 
 def _cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits") -> np.ndarray:
@@ -302,12 +301,10 @@ def fit_ensemble(name: str, members: dict[str, tuple[pd.DataFrame, pd.DataFrame]
     members' names are saved to ``model_path`` (joblib).
     """
     import joblib
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.model_selection import cross_val_predict
 
     names = list(members)
-    held = pd.concat(
-        [members[m][1].groupby(level=0)["probability"].first().rename(m) for m in names], axis=1
-    ).dropna()
+    held = pd.concat([members[m][1]["probability"].rename(m) for m in names], axis=1).dropna()
     test = pd.concat([members[m][0].set_index("row")["probability"].rename(m) for m in names],
                      axis=1)  # fmt: skip
     if held.empty:
@@ -330,10 +327,8 @@ def fit_ensemble(name: str, members: dict[str, tuple[pd.DataFrame, pd.DataFrame]
     combiner.fit(held.to_numpy(), y)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump({"combiner": combiner, "members": names}, model_path)
-    n_folds = min(config["tuning"]["inner_folds"], len(np.unique(groups[y == 1])),
-                  len(np.unique(groups[y == 0])))  # fmt: skip
-    if name == "stacking" and n_folds >= 2:
-        folds = StratifiedGroupKFold(n_folds, shuffle=True, random_state=config["seed"])
+    folds = grouped_folds(y, groups, config["tuning"]["inner_folds"], config["seed"])
+    if name == "stacking" and folds is not None:
         held_probability = cross_val_predict(
             StackingCombiner(), held.to_numpy(), y, groups=groups, cv=folds,
             method="predict_proba",

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, confusion_matrix, log_loss, roc_auc_score
 
-__all__ = ["binary_metrics", "scan_predictions"]
+__all__ = ["binary_metrics", "has_multislice_scans", "scan_predictions"]
 
 
 def binary_metrics(y, probability, threshold: float) -> dict[str, float]:
@@ -40,6 +40,11 @@ def binary_metrics(y, probability, threshold: float) -> dict[str, float]:
         "n": len(y),
         "n_positive": int(y.sum()),
     }
+
+
+def has_multislice_scans(predictions: pd.DataFrame) -> bool:
+    """Whether some scan (of one model and fold) has several slices: a scan level exists."""
+    return bool(predictions.groupby(["model", "fold", "scan_id"]).size().max() > 1)
 
 
 def scan_predictions(predictions: pd.DataFrame) -> pd.DataFrame:

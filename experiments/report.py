@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from experiments import _io
-from experiments.metrics import scan_predictions
+from experiments.metrics import has_multislice_scans, scan_predictions
 from experiments.statistics import expected_calibration_error, reliability_table
 
 __all__ = [
@@ -462,10 +462,6 @@ def _level_rows(predictions: pd.DataFrame, level: str, function: str) -> pd.Data
     )
 
 
-def _has_multislice_scans(predictions: pd.DataFrame) -> bool:
-    return bool(predictions.groupby(["model", "fold", "scan_id"]).size().max() > 1)
-
-
 def _new_figure(size: tuple[float, float]):
     figure = Figure(figsize=size)
     FigureCanvasAgg(figure)
@@ -542,7 +538,7 @@ def write_report(
     _check_columns(metrics, _METRIC_COLUMNS, "metrics", "write_report")
     _check_columns(summary, _SUMMARY_COLUMNS, "summary", "write_report")
     file_names = _model_file_names(predictions)
-    levels = list(_LEVELS) if _has_multislice_scans(predictions) else ["slice"]
+    levels = list(_LEVELS) if has_multislice_scans(predictions) else ["slice"]
     written = {
         "comparison.md": _io.write_text(out / "comparison.md", comparison_markdown(summary) + "\n"),
         "comparison.tex": _io.write_text(out / "comparison.tex", comparison_latex(summary) + "\n"),

@@ -24,6 +24,7 @@ from classical.tuning import choose_threshold
 from experiments import _io
 from experiments.config import load_config
 from experiments.fitting import fit_classical, fit_cnn, fit_ensemble, fit_sequence
+from experiments.metrics import scan_predictions
 from experiments.registry import MODELS
 from experiments.report import write_report
 from experiments.tables import compute_metrics, summarise
@@ -178,7 +179,7 @@ def _scan_threshold(held_out: pd.DataFrame, rows: pd.DataFrame) -> float:
     chose the slice threshold (a scan is positive if any slice is)."""
     chosen = held_out[held_out["for_threshold"]]
     table = rows.loc[chosen.index, ["scan_id", "label"]].assign(probability=chosen["probability"])
-    scans_table = table.groupby("scan_id").max()
+    scans_table = scan_predictions(table)
     return choose_threshold(scans_table["label"].to_numpy(), scans_table["probability"])
 
 

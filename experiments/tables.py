@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from experiments.metrics import binary_metrics, scan_predictions
+from experiments.metrics import binary_metrics, has_multislice_scans, scan_predictions
 from experiments.statistics import (
     bootstrap_ci,
     delong_test,
@@ -29,7 +29,7 @@ def level_predictions(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Slice rows, and scan rows (``scan_predictions``) where some scan has several
     slices; each with a ``threshold`` column for its level."""
     levels = {"slice": predictions}
-    if predictions.groupby(["model", "fold", "scan_id"]).size().max() > 1:
+    if has_multislice_scans(predictions):
         levels["scan"] = scan_predictions(predictions)
     return levels
 
@@ -38,14 +38,15 @@ def compute_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
     """Metrics per model, level and fold, each level at its own threshold (chosen on
     held-out training-part data, never on the test rows)."""
     records = []
+    fold_ms = predictions.groupby(["model", "fold"])["ms_per_slice"].first()
     for level, rows in level_predictions(predictions).items():
         for (name, fold), part in rows.groupby(["model", "fold"], sort=False):
             threshold = float(part["threshold"].iloc[0])
             values = binary_metrics(part["label"], part["probability"], threshold)
             ece = expected_calibration_error(part["label"].astype(int), part["probability"])
-            ms = predictions.loc[predictions["model"] == name, "ms_per_slice"]
             records.append({"model": name, "level": level, "fold": fold, **values, "ece": ece,
-                            "threshold": threshold, "ms_per_slice": float(ms.mean())})  # fmt: skip
+                            "threshold": threshold,
+                            "ms_per_slice": float(fold_ms[name, fold])})  # fmt: skip
     return pd.DataFrame(records)[METRIC_COLUMNS]
 
 

@@ -7,10 +7,11 @@ import math
 import keras
 import numpy as np
 
+from scans._slice import SliceImage
 from scans.dataset import ScanDataset
 from scans.transforms import RandomAugment, prepare_slice
 
-__all__ = ["SliceBatches", "prepare_images"]
+__all__ = ["SliceBatches", "prepare_images", "prepare_slices"]
 
 
 def prepare_images(
@@ -22,8 +23,15 @@ def prepare_images(
     (``"brain"``) is repeated over three channels. Grey exports pass through their
     own window (see ``scans.Window``).
     """
-    images = [prepare_slice(dataset.read(int(i)), size=size, window=window) for i in indices]
-    batch = np.stack(images).astype(np.float32)
+    return prepare_slices([dataset.read(int(i)) for i in indices], size=size, window=window)
+
+
+def prepare_slices(
+    slices: list[SliceImage], *, size: int = 224, window: str = "stack"
+) -> np.ndarray:
+    """Slices already read, prepared as ``prepare_images`` prepares a data set's rows."""
+    batch = np.stack([prepare_slice(image, size=size, window=window) for image in slices])
+    batch = batch.astype(np.float32)
     return batch if batch.ndim == 4 else np.repeat(batch[..., None], 3, axis=-1)
 
 

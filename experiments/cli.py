@@ -1,4 +1,4 @@
-"""The ``ichkit`` command: ``ichkit data inspect``, ``ichkit phantom``."""
+"""The ``ichkit`` command: ``data inspect``, ``phantom``, ``run``, ``list-models``, ``serve``."""
 
 from __future__ import annotations
 
@@ -65,6 +65,15 @@ def _build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list-models", help="the model names configs and --models take")
     listing.set_defaults(handler=_list_models)
 
+    serve = commands.add_parser("serve", help="web app and JSON API over a finished run's models")
+    serve.add_argument("run_dir", nargs="?", help="a folder written by 'ichkit run'")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--max-upload-mb", type=float, default=200, help="largest upload, MB")
+    serve.add_argument("--threads", type=int, default=8, help="requests answered at once")
+    serve.add_argument("--no-onnx", action="store_true", help="predict with Keras, not ONNX")
+    serve.set_defaults(handler=_serve)
+
     phantom = commands.add_parser("phantom", help="write a synthetic head CT data set")
     phantom.add_argument("out", help="folder to create")
     phantom.add_argument("--scans", type=int, default=8, help="number of scans (patients)")
@@ -124,6 +133,41 @@ def _run(arguments: argparse.Namespace) -> int:
         f"Results in {arguments.out}: report.html (open it in a browser), comparison.md and "
         ".tex, metrics.csv, summary.csv, plots/, models/"
     )
+    return 0
+
+
+_NO_RUN = """ichkit serve needs a run folder: the models it serves are those a run trained.
+Make one (the run takes a few minutes on 2 cores), then serve it:
+
+    ichkit phantom runs/phantom --scans 12
+    ichkit run experiments/configs/quick.yaml --data runs/phantom --out runs/quick
+    ichkit serve runs/quick
+
+`make demo` makes runs/demo/run the same way."""
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    if arguments.run_dir is None:
+        print(_NO_RUN, file=sys.stderr)
+        return 2
+    import threading
+
+    import waitress
+
+    from webapp import DISCLAIMER, ServedRun, create_app
+
+    served = ServedRun(arguments.run_dir, onnx=not arguments.no_onnx)
+    app = create_app(served, max_upload_mb=arguments.max_upload_mb)
+    threading.Thread(target=served.warm_up, name="warm-up", daemon=True).start()
+    if arguments.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Warning: listening on {arguments.host}, not only this machine.", file=sys.stderr)
+    print(
+        f"Serving {len(served.models)} models of '{arguments.run_dir}' "
+        f"({', '.join(served.models)}) at http://{arguments.host}:{arguments.port}/\n"
+        f"{DISCLAIMER}",
+        flush=True,
+    )
+    waitress.serve(app, host=arguments.host, port=arguments.port, threads=arguments.threads)
     return 0
 
 

@@ -1,4 +1,5 @@
 """Handcrafted slice descriptors as scikit-learn transformers (intensity, HU bands, texture, shape).
 
-Built in issue 3; empty until then.
+``features.union.HandcraftedFeatures`` combines the families; ``features.extraction``
+computes them for a whole data set (parallel, cached) or one slice (``slice_features``).
 """

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from joblib import Memory, Parallel, delayed
 
+from scans._slice import SliceImage
 from scans.dataset import ScanDataset, Skipped, read_row
 from scans.errors import ScanReadError
 
@@ -28,6 +29,8 @@ __all__ = [
     "DEFAULT_FEATURE_CONFIG",
     "resolve_feature_config",
     "extract_features",
+    "slice_features",
+    "build_extractor",
     "default_cache_dir",
 ]
 
@@ -137,11 +140,12 @@ def extract_features(
 
 
 def _feature_names(config: dict) -> list[str]:
-    extractor = _extractor(config)
+    extractor = build_extractor(config)
     return list(extractor.get_feature_names_out())
 
 
-def _extractor(config: dict):
+def build_extractor(config: dict):
+    """A ``HandcraftedFeatures`` fitted for a resolved feature ``config``."""
     from features.union import HandcraftedFeatures
 
     size = config["size"]
@@ -154,7 +158,7 @@ def _chunk_features(
 ) -> tuple[np.ndarray, list[Skipped]]:
     """Features of a chunk of slices; unreadable slices give a row of NaN and a Skipped."""
     cached = memory.cache(_slice_features, ignore=["record", "extractor", "config"])
-    extractor = _extractor(config)
+    extractor = build_extractor(config)
     rows, skipped = [], []
     for record in records:
         try:
@@ -170,15 +174,26 @@ def _chunk_features(
     ), skipped
 
 
-def _slice_features(record: dict, extractor, config: dict, digest: str, key: str) -> np.ndarray:
-    """One slice's features; ``digest`` and ``key`` are what the cache is keyed on."""
+def slice_features(image: SliceImage, config: dict | None = None, *, extractor=None) -> np.ndarray:
+    """The features of one slice already read, as ``extract_features`` computes them
+    for a data set row (for a slice that is in no data set, such as an upload).
+
+    ``extractor`` is a fitted ``HandcraftedFeatures`` for ``config``, to reuse one
+    across slices; None builds it.
+    """
     from scans.transforms import Resize
     from scans.windowing import to_hounsfield
 
-    image = read_row(record)
+    config = resolve_feature_config(config)
+    extractor = extractor or build_extractor(config)
     hounsfield = to_hounsfield(image, grey_window=tuple(config["grey_window"]))
     resized = Resize(config["size"])(hounsfield)
     return extractor.transform_slice(resized).astype(np.float32)
+
+
+def _slice_features(record: dict, extractor, config: dict, digest: str, key: str) -> np.ndarray:
+    """One slice's features; ``digest`` and ``key`` are what the cache is keyed on."""
+    return slice_features(read_row(record), config, extractor=extractor)
 
 
 def _digest(record: dict) -> str:
@@ -200,7 +215,7 @@ def time_features(dataset: ScanDataset, config: dict | None = None, *, n_slices:
     import time
 
     config = resolve_feature_config(config)
-    extractor = _extractor(config)
+    extractor = build_extractor(config)
     positions = np.linspace(0, len(dataset) - 1, min(n_slices, len(dataset))).astype(int)
     records = dataset.table.iloc[positions].to_dict("records")
     start = time.perf_counter()

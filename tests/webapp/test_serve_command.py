@@ -1,0 +1,46 @@
+"""``ichkit serve``: explains itself without a run, refuses a folder that is not one,
+and answers on loopback when given one."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from experiments.cli import main
+
+
+def test_without_a_run_it_says_how_to_make_one(capsys):
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "ichkit run experiments/configs/quick.yaml" in err and "ichkit serve" in err
+
+
+def test_a_folder_that_is_no_run_is_a_message(tmp_path, capsys):
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "is not a finished run folder" in capsys.readouterr().err
+
+
+def test_serves_the_run_on_loopback(run_dir):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "experiments.cli", "serve", str(run_dir), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, models = time.monotonic() + 120, None
+        while models is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/models") as response:
+                    models = json.loads(response.read())
+            except OSError:
+                time.sleep(0.5)
+        assert models is not None, server.stdout.read() if server.poll() is not None else ""
+        assert {m["name"] for m in models["models"]} == {"logreg", "smallcnn", "lstm", "voting"}
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in output and "not a medical device" in output

@@ -1,0 +1,21 @@
+"""The web app: upload a head CT slice or scan, get the verdict, probability and Grad-CAM.
+
+``ichkit serve RUN_DIR`` serves the models of a finished ``ichkit run``; ``create_app``
+builds the Flask app for tests or another WSGI server. Research software, not a
+medical device.
+"""
+
+from webapp.app import DISCLAIMER, create_app
+from webapp.served_run import ServedModel, ServedRun
+from webapp.uploads import Upload, UploadError, UploadLimits, read_upload
+
+__all__ = [
+    "DISCLAIMER",
+    "ServedModel",
+    "ServedRun",
+    "Upload",
+    "UploadError",
+    "UploadLimits",
+    "create_app",
+    "read_upload",
+]

@@ -11,7 +11,7 @@ install: $(BIN)/ichkit
 # Reinstalled when the dependencies change.
 $(BIN)/ichkit: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[deep,web,test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[deep,web,dask,test]"
 	touch $@
 
 demo: install

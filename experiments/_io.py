@@ -6,7 +6,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import yaml
 
@@ -29,14 +28,6 @@ def write_csv(path: str | Path, table: pd.DataFrame) -> Path:
 
 def write_json(path: str | Path, value) -> Path:
     return write_text(path, json.dumps(value, indent=2, default=str) + "\n")
-
-
-def write_npz(path: str | Path, **arrays) -> Path:
-    def save(target: Path) -> None:
-        with open(target, "wb") as file:  # a file object: numpy adds no ".npz" suffix
-            np.savez(file, **arrays)
-
-    return _replace(Path(path), save)
 
 
 def write_yaml(path: str | Path, value) -> Path:

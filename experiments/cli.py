@@ -60,6 +60,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="run folder to write (resumed if it exists)")
     run.add_argument("--cv", type=int, help="K patient-grouped folds instead of one split")
     run.add_argument("--models", help="comma-separated model names (see ichkit list-models)")
+    run.add_argument(
+        "--backend", choices=("loky", "dask"), help="parallel work: local processes or Dask"
+    )
+    run.add_argument("--scheduler", help="Dask scheduler address; none: a local cluster")
+    run.add_argument("--workers", type=int, help="workers of the local Dask cluster")
     run.set_defaults(handler=_run)
 
     listing = commands.add_parser("list-models", help="the model names configs and --models take")
@@ -127,7 +132,11 @@ def _run(arguments: argparse.Namespace) -> int:
     from experiments.runner import run_experiment
 
     models = arguments.models.split(",") if arguments.models else None
-    run_experiment(arguments.config, arguments.data, arguments.out, cv=arguments.cv, models=models)
+    backend = arguments.backend or ("dask" if arguments.scheduler else None)
+    parallel = {"backend": backend, "scheduler": arguments.scheduler,
+                "n_workers": arguments.workers}  # fmt: skip
+    run_experiment(arguments.config, arguments.data, arguments.out, cv=arguments.cv,
+                   models=models, parallel=parallel)  # fmt: skip
     print((Path(arguments.out) / "comparison.md").read_text())
     print(
         f"Results in {arguments.out}: report.html (open it in a browser), comparison.md and "

@@ -45,6 +45,11 @@ DEFAULT_CONFIG = {
     "ensemble": {"members": None},  # voting/stacking members; None: every other model run
     "bootstrap": 1000,  # resamples of patients for the 95% confidence intervals
     "n_jobs": 2,
+    "parallel": {
+        "backend": "loky",  # joblib's local processes, or "dask": a Dask cluster
+        "scheduler": None,  # the Dask scheduler's address; None starts a local cluster
+        "n_workers": None,  # workers of that local cluster; None: n_jobs
+    },
 }
 
 
@@ -68,7 +73,7 @@ def load_config(path: str | Path, **overrides) -> dict:
             f"{', '.join(DEFAULT_CONFIG)}."
         )
     config = copy.deepcopy(DEFAULT_CONFIG)
-    for section in ("deep", "sequence", "ensemble"):  # nested settings: merged key by key
+    for section in ("deep", "sequence", "ensemble", "parallel"):  # merged key by key
         given = loaded.pop(section, None) or {}
         unknown = set(given) - set(config[section])
         if unknown:
@@ -78,6 +83,8 @@ def load_config(path: str | Path, **overrides) -> dict:
             )
         config[section].update(given)
     config.update(loaded)
+    parallel = overrides.pop("parallel", None) or {}
+    config["parallel"].update({key: value for key, value in parallel.items() if value is not None})
     config.update({key: value for key, value in overrides.items() if value is not None})
     config["models"] = check_model_names(config["models"])
     config["features"] = resolve_feature_config(config["features"])
@@ -87,6 +94,7 @@ def load_config(path: str | Path, **overrides) -> dict:
         )
     _check_sequence(config["sequence"])
     _check_ensemble(config["ensemble"])
+    _check_parallel(config["parallel"])
     return config
 
 
@@ -111,3 +119,13 @@ def _check_ensemble(settings: dict) -> None:
     wrong = [name for name in members if MODELS[name].family == "ensemble"]
     if wrong:
         raise ValueError(f"ensemble.members cannot hold ensembles; got {', '.join(wrong)}.")
+
+
+def _check_parallel(settings: dict) -> None:
+    if settings["backend"] not in ("loky", "dask"):
+        raise ValueError(
+            f"parallel.backend must be 'loky' (local processes) or 'dask'. "
+            f"Got {settings['backend']!r}."
+        )
+    if settings["scheduler"] is not None and settings["backend"] != "dask":
+        raise ValueError("parallel.scheduler is a Dask scheduler's address: set backend 'dask'.")

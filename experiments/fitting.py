@@ -9,22 +9,26 @@ did not fit them. Those choose the thresholds and are what the ensembles learn f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 
 import scans
+from classical.dask_xgboost import make_dask_xgboost
 from classical.models import PARAM_GRIDS
 from classical.persistence import save_model
 from classical.tuning import choose_threshold, fit_tuned, grouped_folds
 from ensemble import SoftVoting, StackingCombiner, probability_logits
-from experiments import _io
+from experiments.parallel import n_jobs_for
 from experiments.registry import MODELS, get_model
+from features.store import FeatureStore, slice_digest
 
 __all__ = ["FoldFit", "fit_classical", "fit_cnn", "fit_ensemble", "fit_sequence"]
 
@@ -58,17 +62,27 @@ def fit_classical(name, X, y, groups, parts, config, model_path: Path) -> FoldFi
     """Tune and fit a classical model on the training part; predict the test part.
     ``parts`` are positions into ``X``: (train, validation or None, test)."""
     train, validation, test = parts
-    fitted = fit_tuned(
-        get_model(name, random_state=config["seed"], n_jobs=1),
-        PARAM_GRIDS.get(MODELS[name].grid, {}),
-        X.iloc[train],
-        y[train],
-        groups[train],
-        validation=None if validation is None else (X.iloc[validation], y[validation]),
-        inner_folds=config["tuning"]["inner_folds"],
-        random_state=config["seed"],
-        n_jobs=config["n_jobs"],
-    )
+    backend = config["parallel"]["backend"]
+    search_backend = contextlib.nullcontext()
+    if backend == "dask" and name == "xgboost":
+        # xgboost.dask spreads each fit over the cluster, so the search runs its fits
+        # one after another here rather than as tasks on the workers.
+        estimator = make_dask_xgboost(random_state=config["seed"])
+        search_backend = joblib.parallel_config(backend="sequential")
+    else:
+        estimator = get_model(name, random_state=config["seed"], n_jobs=1)
+    with search_backend:
+        fitted = fit_tuned(
+            estimator,
+            PARAM_GRIDS.get(MODELS[name].grid, {}),
+            X.iloc[train],
+            y[train],
+            groups[train],
+            validation=None if validation is None else (X.iloc[validation], y[validation]),
+            inner_folds=config["tuning"]["inner_folds"],
+            random_state=config["seed"],
+            n_jobs=n_jobs_for(backend, config["n_jobs"]),
+        )
     start = time.perf_counter()
     probability = fitted.predict_proba(X.iloc[test])
     model_ms = (time.perf_counter() - start) * 1000 / len(test)
@@ -179,6 +193,10 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-np.asarray(logits, dtype=float)[:, 0]))
 
 
+#: Slices per stored chunk of CNN logits or embeddings.
+_INPUT_CHUNK = 256
+
+
 def _slice_inputs(cnn, dataset, rows, config, kind: str = "logits") -> np.ndarray:
     """What the CNN makes of each slice: its logit (one column) or its pooled embedding."""
     from deep.data import SliceBatches
@@ -191,28 +209,25 @@ def _slice_inputs(cnn, dataset, rows, config, kind: str = "logits") -> np.ndarra
 
 
 def _cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits") -> np.ndarray:
-    """``_slice_inputs``, cached per CNN and slice beside the CNN's weights, so the
-    heads, the LSTM, the GRU and a resumed run compute each slice once. The cache
-    holds the weights' digest and is ignored if the weights changed."""
-    cache = weights.with_name(weights.name.removesuffix(".weights.h5") + f".{kind}.npz")
+    """``_slice_inputs``, kept in a ``FeatureStore`` beside the CNN's weights, in chunks
+    keyed by the slices' content and the weights' digest: the heads, the LSTM, the GRU
+    and a resumed run compute each chunk once, and retrained weights start afresh."""
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    store = FeatureStore(weights.parent / "slice-inputs", f"{weights.name}:{digest}:{kind}")
     table = dataset.table.loc[rows]
-    pairs = zip(table["path"], table["frame"], strict=True)
-    keys = np.array([f"{path}#{frame}" for path, frame in pairs])
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"Slice keys for the cache of '{weights.name}' are not unique.")
-    known = {}
-    if cache.is_file():
-        with np.load(cache) as stored:
-            if str(stored["digest"]) == digest:
-                known = dict(zip(stored["keys"], stored["values"], strict=True))
-    missing = np.array([key not in known for key in keys])
-    if missing.any():
-        values = _slice_inputs(cnn, dataset, rows[missing], config, kind)
-        known.update(zip(keys[missing], values, strict=True))
-        _io.write_npz(cache, digest=digest, keys=np.array(list(known)),
-                      values=np.stack(list(known.values())))  # fmt: skip
-    return np.stack([known[key] for key in keys])
+    parts = []
+    for start in range(0, len(rows), _INPUT_CHUNK):
+        chunk = np.asarray(rows[start : start + _INPUT_CHUNK])
+        pairs = zip(table.loc[chunk, "path"], table.loc[chunk, "frame"], strict=True)
+        digests = [slice_digest(path, frame) for path, frame in pairs]
+        path = store.chunk_path(digests)
+        if path.is_file():
+            parts.append(store.read(path))
+            continue
+        values = _slice_inputs(cnn, dataset, chunk, config, kind)
+        store.write(path, digests, values, [f"{kind}_{i}" for i in range(values.shape[1])])
+        parts.append(values)
+    return np.concatenate(parts).astype("float32")
 
 
 def fit_sequence(name, dataset, indices, train_groups, train_labels, config, out, fold) -> FoldFit:

@@ -25,6 +25,7 @@ from experiments import _io
 from experiments.config import load_config
 from experiments.fitting import fit_classical, fit_cnn, fit_ensemble, fit_sequence
 from experiments.metrics import scan_predictions
+from experiments.parallel import compute_backend, n_jobs_for
 from experiments.registry import MODELS
 from experiments.report import write_report
 from experiments.tables import compute_metrics, summarise
@@ -42,6 +43,7 @@ def run_experiment(
     *,
     cv: int | None = None,
     models: list[str] | None = None,
+    parallel: dict | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run a comparison and write it to ``out``; returns the metrics table.
@@ -49,9 +51,11 @@ def run_experiment(
     Everything that can be checked is checked before any training: the config,
     the model names, the data path, that the data has both classes. Models the
     data cannot serve (sequence models on loose slices) are skipped with the reason
-    in ``notes.json`` and the report.
+    in ``notes.json`` and the report. ``parallel`` overrides the config's
+    ``parallel`` section (``backend``, ``scheduler``, ``n_workers``): with the
+    ``dask`` backend the joblib work and XGBoost run on a Dask cluster.
     """
-    config = load_config(config_path, cv=cv, models=models)
+    config = load_config(config_path, cv=cv, models=models, parallel=parallel)
     data, out = Path(data), Path(out)
     if not data.exists():
         raise FileNotFoundError(f"Data set path '{data}' does not exist.")
@@ -59,7 +63,17 @@ def run_experiment(
     _check_resumable(out, resolved)
     dataset = scans.load(data)
     dataset.require_trainable()
-    names, members, notes = _runnable_models(config, dataset)
+    models_to_run = _runnable_models(config, dataset)
+    settings = config["parallel"]
+    with compute_backend(settings["backend"], scheduler=settings["scheduler"],
+                         n_workers=settings["n_workers"] or config["n_jobs"]):  # fmt: skip
+        return _run(config, resolved, dataset, models_to_run, data, out, progress)
+
+
+def _run(config, resolved, dataset, models_to_run, data: Path, out: Path, progress: bool):
+    """The run itself, inside the configured compute backend."""
+    names, members, notes = models_to_run
+    n_jobs = n_jobs_for(config["parallel"]["backend"], config["n_jobs"])
     out.mkdir(parents=True, exist_ok=True)
     _io.write_yaml(out / "config.yaml", resolved)
     _io.write_json(out / "versions.json", package_versions())
@@ -70,7 +84,7 @@ def run_experiment(
     rows, X, feature_ms = dataset.table, None, 0.0
     if classical:
         features, skipped = extract_features(
-            dataset, config["features"], cache_dir=default_cache_dir(), n_jobs=config["n_jobs"],
+            dataset, config["features"], cache_dir=default_cache_dir(), n_jobs=n_jobs,
             progress=progress,
         )  # fmt: skip
         if skipped:
@@ -112,7 +126,7 @@ def run_experiment(
     metrics = compute_metrics(predictions)
     _io.write_csv(out / "metrics.csv", metrics)
     summary = summarise(metrics, predictions, n_resamples=config["bootstrap"],
-                        random_state=config["seed"])  # fmt: skip
+                        random_state=config["seed"], n_jobs=n_jobs)  # fmt: skip
     _io.write_csv(out / "summary.csv", summary)
     note_lines = [f"{name}: {reason}" for name, reason in notes.items()]
     write_report(out, predictions, metrics, summary, title=f"ichkit comparison on {data.name}",
@@ -193,7 +207,7 @@ def _check_resumable(out: Path, config: dict) -> None:
     changed = sorted(
         key
         for key in set(saved) | set(config)
-        if key != "models" and saved.get(key) != config.get(key)
+        if key not in ("models", "parallel") and saved.get(key) != config.get(key)
     )
     if changed:
         raise ValueError(

@@ -56,13 +56,16 @@ def summarise(
     *,
     n_resamples: int = 1000,
     random_state: int | None = 0,
+    n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Per model and level: mean and standard deviation over folds; the pooled
     out-of-fold predictions' AUC, ECE and 95% confidence intervals (bootstrap over
     patients, each row at its fold's threshold); and p-values of DeLong's test (AUC)
     and McNemar's test (accuracy) against the model with the best mean AUC, on the
-    same rows."""
-    rows = []
+    same rows. Each model's row is one joblib task (``n_jobs`` workers)."""
+    from joblib import Parallel, delayed
+
+    tasks = []
     for level, pooled in level_predictions(predictions).items():
         level_metrics = metrics[metrics["level"] == level]
         mean_auc = level_metrics.groupby("model", sort=False)["auc"].mean()
@@ -71,13 +74,19 @@ def summarise(
         reference = pooled[pooled["model"] == best]
         for name, part in level_metrics.groupby("model", sort=False):
             own = pooled[pooled["model"] == name]
-            row = {"model": name, "level": level, "n_folds": len(part)}
-            row.update(_fold_spread(part))
-            row.update(_pooled(own, n_resamples, random_state))
-            row.update(_paired_tests(own, reference, key, is_best=name == best))
-            row["ms_per_slice"] = part["ms_per_slice"].mean()
-            rows.append(row)
-    return pd.DataFrame(rows)
+            tasks.append(delayed(_summary_row)(
+                name, level, part, own, reference, key, name == best, n_resamples, random_state
+            ))  # fmt: skip
+    return pd.DataFrame(Parallel(n_jobs=n_jobs)(tasks))
+
+
+def _summary_row(name, level, part, own, reference, key, is_best, n_resamples, random_state):
+    row = {"model": name, "level": level, "n_folds": len(part)}
+    row.update(_fold_spread(part))
+    row.update(_pooled(own, n_resamples, random_state))
+    row.update(_paired_tests(own, reference, key, is_best=is_best))
+    row["ms_per_slice"] = part["ms_per_slice"].mean()
+    return row
 
 
 def _fold_spread(part: pd.DataFrame) -> dict[str, float]:

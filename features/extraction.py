@@ -1,26 +1,28 @@
-"""Handcrafted features of a whole data set: parallel, streamed, cached by content.
+"""Handcrafted features of a whole data set: parallel, streamed, stored by content.
 
 Each slice is read, brought to Hounsfield units (``scans.to_hounsfield``), resized
 and described by ``HandcraftedFeatures``. Slices are processed in chunks by joblib
-workers and written into one preallocated array as they arrive, so memory holds the
-features, not the images. With a cache folder, each slice's features are stored by
-``joblib.Memory`` under a key made of the file's content digest and the feature
-config: a second run, or a run killed half-way, reuses what was computed, and a
-changed file or config is recomputed.
+workers (local processes, or a Dask cluster inside
+``experiments.parallel.compute_backend("dask")``) and written into one preallocated
+array as they arrive, in memory or a NumPy memory map (``out=``), so memory holds
+neither the images nor, with ``out``, the features. With a cache folder each chunk is
+kept in a ``FeatureStore`` (Parquet, keyed by the slices' content digests and the
+feature config): a second run, or a run killed half-way, reuses what was computed,
+and a changed file or config is recomputed.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from joblib import Memory, Parallel, delayed
+from joblib import Parallel, delayed
 
+from features.store import FeatureStore, slice_digest
 from scans._slice import SliceImage
 from scans.dataset import ScanDataset, Skipped, read_row
 from scans.errors import ScanReadError
@@ -72,9 +74,10 @@ def extract_features(
     *,
     cache_dir: str | Path | None = None,
     n_jobs: int = 1,
-    chunk_size: int = 32,
+    chunk_size: int = 64,
     strict: bool = False,
     progress: bool = True,
+    out: str | Path | None = None,
 ) -> tuple[pd.DataFrame, list[Skipped]]:
     """Features of every slice of ``dataset``.
 
@@ -86,15 +89,19 @@ def extract_features(
         assumed for grey images that do not carry theirs), ``families`` and
         ``params`` of ``HandcraftedFeatures``; see ``DEFAULT_FEATURE_CONFIG``.
     cache_dir : path, default=None
-        Where ``joblib.Memory`` keeps features; None computes everything.
+        Where the ``FeatureStore`` keeps features (``<cache_dir>/features``); None
+        computes everything.
     n_jobs : int, default=1
-        joblib workers.
-    chunk_size : int, default=32
-        Slices per task.
+        joblib workers (-1: all cores, or every worker of a Dask cluster).
+    chunk_size : int, default=64
+        Slices per task and per stored chunk.
     strict : bool, default=False
         Raise on the first unreadable slice instead of skipping it.
     progress : bool, default=True
         Show a progress bar (tqdm).
+    out : path, default=None
+        A ``.npy`` file to hold the features as a memory map, so that memory does not
+        grow with the number of slices; the returned frame reads from it. None: in memory.
 
     Returns
     -------
@@ -109,7 +116,7 @@ def extract_features(
     config = resolve_feature_config(config)
     names = _feature_names(config)
     key = json.dumps({"version": FEATURES_VERSION, **config}, sort_keys=True)
-    memory = Memory(Path(cache_dir) / "features" if cache_dir else None, verbose=0)
+    store = FeatureStore(Path(cache_dir) / "features", key) if cache_dir else None
     columns = [
         "path",
         "format",
@@ -121,10 +128,14 @@ def extract_features(
         range(start, min(start + chunk_size, len(records)))
         for start in range(0, len(records), chunk_size)
     ]
-    values = np.full((len(records), len(names)), np.nan, dtype=np.float32)
+    shape = (len(records), len(names))
+    if out is None:
+        values = np.empty(shape, dtype=np.float32)
+    else:
+        values = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=shape)
     skipped: list[Skipped] = []
     tasks = (
-        delayed(_chunk_features)([records[i] for i in chunk], config, key, memory, strict)
+        delayed(_chunk_features)([records[i] for i in chunk], config, names, store, strict)
         for chunk in chunks
     )
     results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
@@ -135,6 +146,8 @@ def extract_features(
         bar.update(len(chunk))
     bar.close()
     readable = ~np.isnan(values).all(axis=1)
+    if readable.all():  # no copy: a memory map stays one
+        return pd.DataFrame(values, columns=names, copy=False), skipped
     frame = pd.DataFrame(values[readable], columns=names, index=np.flatnonzero(readable))
     return frame, skipped
 
@@ -154,24 +167,33 @@ def build_extractor(config: dict):
 
 
 def _chunk_features(
-    records: list[dict], config: dict, key: str, memory: Memory, strict: bool
+    records: list[dict], config: dict, names: list[str], store: FeatureStore | None, strict: bool
 ) -> tuple[np.ndarray, list[Skipped]]:
-    """Features of a chunk of slices; unreadable slices give a row of NaN and a Skipped."""
-    cached = memory.cache(_slice_features, ignore=["record", "extractor", "config"])
-    extractor = build_extractor(config)
-    rows, skipped = [], []
-    for record in records:
+    """Features of a chunk of slices, from the store when it has the chunk; unreadable
+    slices give a row of NaN and a Skipped (and the chunk is then not stored)."""
+    path = None
+    if store is not None:
         try:
-            rows.append(cached(record, extractor, config, _digest(record), key))
+            digests = [slice_digest(record["path"], record["frame"]) for record in records]
+        except ScanReadError:
+            digests = None  # a file cannot even be read: compute, report, do not store
+        if digests is not None:
+            path = store.chunk_path(digests)
+            if path.is_file():
+                return store.read(path), []
+    extractor = build_extractor(config)
+    values = np.full((len(records), len(names)), np.nan, dtype=np.float32)
+    skipped = []
+    for position, record in enumerate(records):
+        try:
+            values[position] = slice_features(read_row(record), config, extractor=extractor)
         except ScanReadError as error:
             if strict:
                 raise
             skipped.append(Skipped(error.path, error.reason))
-            rows.append(None)
-    width = len(extractor.get_feature_names_out())
-    return np.stack(
-        [np.full(width, np.nan, np.float32) if row is None else row for row in rows]
-    ), skipped
+    if path is not None and not skipped:
+        store.write(path, digests, values, names)
+    return values, skipped
 
 
 def slice_features(image: SliceImage, config: dict | None = None, *, extractor=None) -> np.ndarray:
@@ -191,21 +213,6 @@ def slice_features(image: SliceImage, config: dict | None = None, *, extractor=N
     return extractor.transform_slice(resized).astype(np.float32)
 
 
-def _slice_features(record: dict, extractor, config: dict, digest: str, key: str) -> np.ndarray:
-    """One slice's features; ``digest`` and ``key`` are what the cache is keyed on."""
-    return slice_features(read_row(record), config, extractor=extractor)
-
-
-def _digest(record: dict) -> str:
-    """Content digest of the slice's file (and frame), so edited files are recomputed."""
-    path = Path(record["path"])
-    try:
-        content = path.read_bytes()
-    except OSError as error:
-        raise ScanReadError(path, f"cannot read ({error.strerror or error})") from error
-    return hashlib.blake2b(content + str(record["frame"]).encode(), digest_size=16).hexdigest()
-
-
 def time_features(dataset: ScanDataset, config: dict | None = None, *, n_slices: int = 8) -> float:
     """Milliseconds per slice to read, prepare and describe a slice, without the cache.
 
@@ -220,5 +227,5 @@ def time_features(dataset: ScanDataset, config: dict | None = None, *, n_slices:
     records = dataset.table.iloc[positions].to_dict("records")
     start = time.perf_counter()
     for record in records:
-        _slice_features(record, extractor, config, "", "")
+        slice_features(read_row(record), config, extractor=extractor)
     return (time.perf_counter() - start) * 1000 / len(records)

@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -152,10 +151,12 @@ def test_sequence_models_read_the_folds_cnn(phantom, tmp_path):
     # Its logits are cached per slice (training and validation patients, not the
     # test patients, whose time counts); the stacking learns from the members'
     # predictions on the validation patients, which none of them fitted.
-    with np.load(out / "models" / "smallcnn__fold0.logits.npz") as cached:
-        assert cached["values"].shape == (len(cached["keys"]), 1)
-        tested = pd.read_csv(out / "predictions" / "smallcnn__fold0.csv")
-        assert len(cached["keys"]) == 64 - len(tested)
+    stores = sorted((out / "models" / "slice-inputs").iterdir())
+    assert len(stores) == 2  # one per fold's CNN
+    stored = [pd.read_parquet(chunk) for store in stores for chunk in store.glob("*.parquet")]
+    assert all(list(chunk.columns) == ["digest", "logits_0"] for chunk in stored)
+    tested = sum(len(pd.read_csv(out / "predictions" / f"smallcnn__fold{k}.csv")) for k in (0, 1))
+    assert sum(len(chunk) for chunk in stored) == 2 * 64 - tested
     held = pd.read_csv(out / "held_out" / "stacking__fold0.csv")
     validated = pd.read_csv(out / "held_out" / "smallcnn__fold0.csv")
     assert set(held["row"]) == set(validated["row"])

@@ -51,9 +51,22 @@ def test_cache_returns_identical_features_and_follows_changes(phantom, tmp_path,
     from PIL import Image
 
     Image.fromarray(black).save(path)  # the file's content changes
-    edited, _ = extract_features(dataset, CONFIG, cache_dir=cache, progress=False)
-    assert [row["path"] for row in calls] == [path]
+    edited, _ = extract_features(dataset, CONFIG, cache_dir=cache, progress=False, chunk_size=6)
+    calls.clear()
+    Image.fromarray(np.full((32, 32), 9, np.uint8)).save(path)  # and again
+    edited, _ = extract_features(dataset, CONFIG, cache_dir=cache, progress=False, chunk_size=6)
+    # Only the stored chunk that holds the edited file is computed again.
+    assert [row["path"] for row in calls] == list(dataset.table["path"].iloc[:6])
     assert not np.array_equal(edited.iloc[0].to_numpy(), first.iloc[0].to_numpy())
+    np.testing.assert_array_equal(edited.iloc[6:].to_numpy(), first.iloc[6:].to_numpy())
+
+
+def test_features_can_live_in_a_memory_map(phantom, tmp_path):
+    dataset = scans.load(phantom)
+    in_memory, _ = extract_features(dataset, CONFIG, progress=False)
+    mapped, _ = extract_features(dataset, CONFIG, progress=False, out=tmp_path / "f.npy")
+    np.testing.assert_array_equal(mapped.to_numpy(), in_memory.to_numpy())
+    assert isinstance(np.load(tmp_path / "f.npy", mmap_mode="r"), np.memmap)
 
 
 def test_corrupt_slice_is_reported_by_name_and_skipped(phantom):

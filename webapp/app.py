@@ -66,17 +66,18 @@ def create_app(
             raise UploadError(400, "No file uploaded: send it as the form field 'file'.")
         filename = Path(storage.filename or "upload").name[:200] or "upload"
         heatmaps = _heatmap_count(request.form.get("heatmaps", "3"))
+        chosen = request.form.get("model") or None
+        if chosen is not None and chosen not in served.models:
+            raise UploadError(
+                400, f"Unknown model '{chosen}'. This run serves: {', '.join(served.models)}."
+            )
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="ichkit-upload-", dir=upload_dir) as folder:
             path = Path(folder).resolve() / "upload"
             storage.save(path)
             upload = read_upload(path, filename, limits)
             read_ms = (time.perf_counter() - start) * 1000
-        name = request.form.get("model") or served.defaults[upload.kind]
-        if name not in served.models:
-            raise UploadError(
-                400, f"Unknown model '{name}'. This run serves: {', '.join(served.models)}."
-            )
+        name = chosen or served.defaults[upload.kind]
         answer = served.predict(name, upload, heatmaps=heatmaps)
         answer["timing_ms"]["read"] = read_ms
         answer["timing_ms"]["total"] = (time.perf_counter() - start) * 1000

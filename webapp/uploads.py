@@ -9,6 +9,7 @@ reason, never a path on the server.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import stat
 import warnings
@@ -129,7 +130,8 @@ def _as_upload_error(error: ScanReadError, filename: str) -> UploadError:
 
 
 def _renamed(image: SliceImage, filename: str) -> SliceImage:
-    return SliceImage(image.pixels, image.hounsfield, filename, image.max_value, image.window)
+    """The slice, named for messages by the client's file name, not the server's path."""
+    return dataclasses.replace(image, path=filename)
 
 
 def _is_nifti_header(head: bytes) -> bool:

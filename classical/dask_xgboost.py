@@ -102,8 +102,11 @@ class DaskXGBoost(ClassifierMixin, BaseEstimator):
 
 
 def make_dask_xgboost(*, random_state: int | None = None) -> Pipeline:
-    """``make_xgboost``'s pipeline with ``DaskXGBoost`` as its model: same grid, same settings."""
+    """``make_xgboost``'s pipeline with ``DaskXGBoost`` as its model: same grid, and the
+    settings copied from its ``XGBClassifier``, so the two cannot drift apart."""
     from classical.models import make_xgboost
 
     pipeline = make_xgboost(random_state=random_state)
-    return pipeline.set_params(model=DaskXGBoost(random_state=random_state))
+    local = pipeline.named_steps["model"].get_params()
+    shared = DaskXGBoost().get_params().keys() - {"n_partitions"}
+    return pipeline.set_params(model=DaskXGBoost(**{key: local[key] for key in shared}))

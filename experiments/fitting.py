@@ -27,7 +27,7 @@ from classical.persistence import save_model
 from classical.tuning import choose_threshold, fit_tuned, grouped_folds
 from ensemble import SoftVoting, StackingCombiner, probability_logits
 from experiments.parallel import n_jobs_for
-from experiments.registry import MODELS, get_model
+from experiments.registry import MODELS, get_model, model_file
 from features.store import FeatureStore, slice_digest
 
 __all__ = ["FoldFit", "fit_classical", "fit_cnn", "fit_ensemble", "fit_sequence"]
@@ -60,7 +60,8 @@ def _held_out(index, probability, for_threshold: bool) -> pd.DataFrame:
 
 def fit_classical(name, X, y, groups, parts, config, model_path: Path) -> FoldFit:
     """Tune and fit a classical model on the training part; predict the test part.
-    ``parts`` are positions into ``X``: (train, validation or None, test)."""
+    ``parts`` are positions into ``X``: (train, validation or None, test); the fitted
+    model is saved to ``model_path`` (joblib, ``classical.persistence``)."""
     train, validation, test = parts
     backend = config["parallel"]["backend"]
     search_backend = contextlib.nullcontext()
@@ -87,7 +88,7 @@ def fit_classical(name, X, y, groups, parts, config, model_path: Path) -> FoldFi
     probability = fitted.predict_proba(X.iloc[test])
     model_ms = (time.perf_counter() - start) * 1000 / len(test)
     save_model(
-        model_path.with_suffix(".joblib"),
+        model_path,
         fitted,
         feature_config=config["features"],
         feature_names=X.columns,
@@ -118,7 +119,7 @@ def fit_cnn(name, dataset, indices, train_groups, train_labels, config, out, fol
         name, dataset, indices, train_groups, train_labels, config, out, fold
     )
     probability_validation = _sigmoid(
-        _cached_slice_inputs(model, _weights_path(out, name, fold), dataset, validation, config)
+        _cached_slice_inputs(model, model_file(out, name, fold), dataset, validation, config)
     )
     threshold = choose_threshold(_labels(dataset, validation), probability_validation)
     test = indices[2]
@@ -140,13 +141,8 @@ def _fold_cnn(name, dataset, indices, train_groups, train_labels, config, out, f
             random_state=config["seed"],
         )  # fmt: skip
         train, validation = train[inner.train], train[inner.validation]
-    weights = _weights_path(out, name, fold)
+    weights = model_file(out, name, fold)
     return _train_cnn(name, dataset, train, validation, config, weights), train, validation
-
-
-def _weights_path(out: Path, name: str, fold: int) -> Path:
-    """Where the fold's CNN keeps its weights."""
-    return out / "models" / f"{name}__fold{fold}.weights.h5"
 
 
 def _train_cnn(name, dataset, train, validation, config, weights_path):
@@ -253,7 +249,7 @@ def fit_sequence(name, dataset, indices, train_groups, train_labels, config, out
     cnn, train, validation = _fold_cnn(
         cnn_name, dataset, indices, train_groups, train_labels, config, out, fold
     )
-    weights, test = _weights_path(out, cnn_name, fold), indices[2]
+    weights, test = model_file(out, cnn_name, fold), indices[2]
     inputs = {
         part: _cached_slice_inputs(cnn, weights, dataset, rows, config, kind)
         for part, rows in (("train", train), ("validation", validation))
@@ -267,7 +263,7 @@ def fit_sequence(name, dataset, indices, train_groups, train_labels, config, out
     test_inputs = _slice_inputs(cnn, dataset, test, config, kind)
     probability = _predict_sequence(model, dataset, test, test_inputs)
     ms = (time.perf_counter() - start) * 1000 / len(test)
-    model.save(out / "models" / f"{name}__fold{fold}.keras")
+    model.save(model_file(out, name, fold))
     return FoldFit(probability, threshold, ms, _held_out(validation, probability_validation, True))
 
 

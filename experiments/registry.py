@@ -6,10 +6,19 @@ import fnmatch
 import importlib
 import inspect
 from dataclasses import dataclass
+from pathlib import Path
 
 from scans._checks import unknown_name_message
 
-__all__ = ["MODELS", "ModelSpec", "check_model_names", "get_builder", "get_model", "list_models"]
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "check_model_names",
+    "get_builder",
+    "get_model",
+    "list_models",
+    "model_file",
+]
 
 
 @dataclass(frozen=True)
@@ -74,3 +83,14 @@ def get_model(name: str, **params):
         # One builder serves every head (or LSTM and GRU): the name picks it.
         return builder(name, **params)
     return builder(**params)
+
+
+#: What each family's trained model is saved as, in a run's ``models/`` folder.
+_MODEL_SUFFIXES = {"cnn": ".weights.h5", "sequence": ".keras"}
+
+
+def model_file(run_dir: str | Path, name: str, fold: int) -> Path:
+    """Where a run keeps model ``name`` of fold ``fold``: CNN weights (``.weights.h5``),
+    a Keras sequence model (``.keras``), or a joblib file (classical, ensembles)."""
+    suffix = _MODEL_SUFFIXES.get(MODELS[name].family, ".joblib")
+    return Path(run_dir) / "models" / f"{name}__fold{fold}{suffix}"

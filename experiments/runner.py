@@ -26,7 +26,7 @@ from experiments.config import load_config
 from experiments.fitting import fit_classical, fit_cnn, fit_ensemble, fit_sequence
 from experiments.metrics import scan_predictions
 from experiments.parallel import compute_backend, n_jobs_for
-from experiments.registry import MODELS
+from experiments.registry import MODELS, model_file
 from experiments.report import write_report
 from experiments.tables import compute_metrics, summarise
 from features.extraction import default_cache_dir, extract_features, time_features
@@ -169,7 +169,7 @@ def _fit(name, dataset, rows, X, parts, config, out, fold, members):
     if family == "classical":
         return fit_classical(name, X, rows["label"].astype(int).to_numpy(),
                              rows["patient_id"].to_numpy(), parts, config,
-                             out / "models" / f"{name}__fold{fold}")  # fmt: skip
+                             model_file(out, name, fold))  # fmt: skip
     if family == "ensemble":
         loaded = {
             member: (
@@ -178,9 +178,7 @@ def _fit(name, dataset, rows, X, parts, config, out, fold, members):
             )
             for member in members
         }
-        return fit_ensemble(
-            name, loaded, rows, config, out / "models" / f"{name}__fold{fold}.joblib"
-        )
+        return fit_ensemble(name, loaded, rows, config, model_file(out, name, fold))
     indices = [rows.index[part] if part is not None else None for part in parts]
     fit = fit_cnn if family == "cnn" else fit_sequence
     labels = rows["label"].astype(int).to_numpy()

@@ -38,12 +38,12 @@ def slice_plot_png(
     probability: np.ndarray, threshold: float, marked: list[int], *, title: str
 ) -> str:
     """Probability of each slice in scan order, the slice threshold, the slices marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    # A Figure on the Agg canvas, as experiments.report draws: no pyplot, no global backend.
     figure = Figure(figsize=(7, 2.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
     axes = figure.subplots()
     positions = np.arange(len(probability))
     axes.plot(positions, probability, marker="o", markersize=3, color="#1f4e79")

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from experiments.registry import MODELS
+from experiments.registry import MODELS, model_file
 from webapp.uploads import Upload, UploadError
 
 __all__ = ["ServedModel", "ServedRun"]
@@ -41,7 +41,8 @@ class ServedModel:
 
     ``threshold`` and ``scan_threshold`` are the means over folds of the thresholds the
     run chose on held-out patients; ``auc`` is the run's mean slice AUC over its test
-    folds (``summary.csv``), None where it has none.
+    folds (``summary.csv``), None where it has none; ``members`` are an ensemble's, as
+    its saved combiner lists them.
     """
 
     name: str
@@ -51,6 +52,7 @@ class ServedModel:
     scan_threshold: float
     auc: float | None
     needs_scan: bool
+    members: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -124,9 +126,15 @@ class ServedRun:
                 thresholds.append(float(first["threshold"].iloc[0]))
                 scan = first.get("scan_threshold", first["threshold"]).iloc[0]
                 scan_thresholds.append(float(scan) if pd.notna(scan) else thresholds[-1])
-            if not all(self._model_files(name, fold) for fold in folds):
+            if not all(model_file(self.run_dir, name, fold).is_file() for fold in folds):
                 continue
             family, value = MODELS[name].family, auc.get(name)
+            members = ()
+            if family == "ensemble":
+                from webapp.fold_models import load_trusted_joblib
+
+                payload = load_trusted_joblib(model_file(self.run_dir, name, folds[0]))
+                members = tuple(payload["members"])
             models[name] = ServedModel(
                 name,
                 family,
@@ -134,29 +142,12 @@ class ServedRun:
                 float(np.mean(thresholds)),
                 float(np.mean(scan_thresholds)),
                 None if value is None or pd.isna(value) else float(value),
-                needs_scan=self._reads_scans(name, folds[0]),
+                # Sequence models, and ensembles with one among their members, read scans.
+                needs_scan=family == "sequence"
+                or any(MODELS[member].family == "sequence" for member in members),
+                members=members,
             )
         return models
-
-    def _reads_scans(self, name: str, fold: int) -> bool:
-        """Whether a model needs a scan: a sequence model, or an ensemble with one."""
-        family = MODELS[name].family
-        if family == "ensemble":
-            from webapp.fold_models import load_trusted_joblib
-
-            members = load_trusted_joblib(self._model_files(name, fold)[0])["members"]
-            return any(MODELS[member].family == "sequence" for member in members)
-        return family == "sequence"
-
-    def _model_files(self, name: str, fold: int) -> list[Path]:
-        folder, family = self.run_dir / "models", MODELS[name].family
-        if family == "cnn":
-            path = folder / f"{name}__fold{fold}.weights.h5"
-        elif family == "sequence":
-            path = folder / f"{name}__fold{fold}.keras"
-        else:
-            path = folder / f"{name}__fold{fold}.joblib"
-        return [path] if path.is_file() else []
 
     def _default_model(self, kind: str) -> str | None:
         """The run's best model by mean slice AUC that reads ``kind`` ("slice" or "scan")
@@ -185,8 +176,7 @@ class ServedRun:
             cnn = self.config["sequence"]["cnn"]
             return cnn, f"Grad-CAM of {cnn}, the CNN whose slice outputs {name} reads"
         if family == "ensemble":
-            members = self.config.get("ensemble", {}).get("members") or list(self.models)
-            for member in members:
+            for member in self.models[name].members:
                 if member in self.models and MODELS[member].family in ("cnn", "sequence"):
                     cnn = self._heatmap_source(member)[0]
                     return cnn, f"Grad-CAM of {cnn}, one of the members {name} combines"
@@ -296,7 +286,7 @@ class ServedRun:
         if family == "sequence":
             settings = self.config["sequence"]
             return f"keras over the slice {settings['inputs']} of {settings['cnn']}"
-        return "combiner over " + ", ".join(self._load(name)[0].members)
+        return "combiner over " + ", ".join(self.models[name].members)
 
     def _fold_probabilities(self, name: str, upload: Upload, memo: dict) -> np.ndarray:
         """(n_folds, n_slices): each fold's model on every slice, computed once a request."""
@@ -337,7 +327,7 @@ class ServedRun:
         from webapp import fold_models
 
         family = MODELS[name].family
-        path = self._model_files(name, fold)[0]
+        path = model_file(self.run_dir, name, fold)
         if family == "classical":
             return fold_models.ClassicalFold(path)
         if family == "cnn":

@@ -2,7 +2,7 @@
 
 On the same slices, in the same run, at 256x256 and 512x512:
 
-1. the full feature set, ``features.union.HandcraftedFeatures()`` with its default
+1. the full feature set, ``ichkit.features.union.HandcraftedFeatures()`` with its default
    families, brain mask included (``transform``);
 2. our GLCM + first-order subset, ``GLCMFeatures`` + ``FirstOrderFeatures`` with the
    brain mask given;
@@ -65,14 +65,14 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
-import scans
-from features.brain import brain_mask
-from features.gabor import GaborFeatures
-from features.glcm import GLCMFeatures
-from features.hog import HOGFeatures
-from features.intensity import FirstOrderFeatures
-from features.lbp import LBPFeatures
-from features.union import HandcraftedFeatures
+from ichkit import scans
+from ichkit.features.brain import brain_mask
+from ichkit.features.gabor import GaborFeatures
+from ichkit.features.glcm import GLCMFeatures
+from ichkit.features.hog import HOGFeatures
+from ichkit.features.intensity import FirstOrderFeatures
+from ichkit.features.lbp import LBPFeatures
+from ichkit.features.union import HandcraftedFeatures
 
 DEFAULT_DATA = "../shared/data/ct-ich-dev"
 #: Slices whose brain has fewer pixels are left out of the comparison with
@@ -106,7 +106,7 @@ def load_slices(data: str, n_slices: int, size: int) -> tuple[np.ndarray, str]:
         positions = np.linspace(0, len(dataset) - 1, min(n_slices, len(dataset))).astype(int)
         slices = [resize(scans.to_hounsfield(dataset.read(int(i)))) for i in positions]
         return np.stack(slices).astype(np.float32), f"{data} ({len(dataset)} slices)"
-    from scans.phantom import make_phantom_scans
+    from ichkit.scans.phantom import make_phantom_scans
 
     n_scans = max(1, -(-n_slices // 24))
     phantoms = make_phantom_scans(n_scans, seed=0, size=size, n_slices=24)

@@ -27,9 +27,9 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from deep.backbones import HEADS, build_classifier  # noqa: E402
-from deep.export import export_onnx  # noqa: E402
-from deep.inference import OnnxClassifier  # noqa: E402
+from ichkit.deep.backbones import HEADS, build_classifier  # noqa: E402
+from ichkit.deep.export import export_onnx  # noqa: E402
+from ichkit.deep.inference import OnnxClassifier  # noqa: E402
 
 TARGETS_MS = {"mobilenet": 12.0, "resnet50": 28.0, "vgg16": 45.0}
 

@@ -1,7 +1,7 @@
 """Feature extraction at scale on a local Dask cluster: peak memory and throughput.
 
 Writes a phantom of the largest size once (``--data``), then extracts its features
-through ``experiments.parallel.compute_backend("dask")`` into a memory-mapped file,
+through ``ichkit.experiments.parallel.compute_backend("dask")`` into a memory-mapped file,
 each measurement in a fresh process: over 2,000 and 20,000 slices with 2 workers
 (peak memory), and with 1 and 2 workers (throughput). From those it projects the
 wall time for the RSNA 2019 set (752,803 slices) on 1, 8 and 64 workers::
@@ -38,9 +38,9 @@ def _peak_rss_mb() -> float:
 
 def measure(data: Path, n_slices: int, n_workers: int, features: dict) -> dict:
     """One measurement, in this process: extraction of the first ``n_slices`` slices."""
-    import scans
-    from experiments.parallel import compute_backend
-    from features.extraction import extract_features
+    from ichkit import scans
+    from ichkit.experiments.parallel import compute_backend
+    from ichkit.features.extraction import extract_features
 
     dataset = scans.load(data, verify=False).subset(range(n_slices))
     with (
@@ -74,7 +74,7 @@ def _measure_in_new_process(data: Path, n_slices: int, n_workers: int, features:
 
 def _phantom(data: Path, n_slices: int) -> None:
     """A phantom of at least ``n_slices`` 128-pixel PNG slices, written once."""
-    from scans.phantom_writers import write_phantom
+    from ichkit.scans.phantom_writers import write_phantom
 
     if not (data / "labels.csv").is_file():
         write_phantom(data, math.ceil(n_slices / SLICES_PER_SCAN), seed=0, size=128,

@@ -91,7 +91,7 @@ def main() -> None:
     elif arguments.run_dir:
         from waitress import create_server
 
-        from webapp import create_app
+        from ichkit.webapp import create_app
 
         server = create_server(
             create_app(arguments.run_dir), host="127.0.0.1", port=0, threads=arguments.threads

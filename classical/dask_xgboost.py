@@ -2,8 +2,8 @@
 
 ``DaskXGBoost`` takes ``XGBClassifier``'s settings, so it replaces it in the same
 pipeline and grid (``make_dask_xgboost``). ``fit`` splits the rows into one partition
-per worker and trains with ``xgboost.dask.DaskXGBClassifier`` on the client of the
-enclosing ``experiments.parallel.compute_backend("dask")``: each worker builds its
+per worker and trains with ``xgboost.dask.DaskXGBClassifier`` on Dask's current client (the one
+``client.as_current()`` names; ``ichkit run --backend dask`` sets it): each worker builds its
 histograms on its rows and XGBoost's allreduce combines them. It keeps only the
 trained booster, so the fitted estimator pickles and predicts without a cluster.
 
@@ -31,6 +31,9 @@ class DaskXGBoost(ClassifierMixin, BaseEstimator):
     ----------
     n_estimators, max_depth, learning_rate, subsample, colsample_bytree, random_state
         As for ``xgboost.XGBClassifier`` (histogram method, log loss).
+    scale_pos_weight : float or None, default=None
+        As for ``xgboost.XGBClassifier``: the weight of the positive class
+        (``classical.tuning.balance_classes`` sets it from the training labels).
     n_partitions : int or None, default=None
         Row partitions of the training data; None: one per worker of the cluster.
 
@@ -49,6 +52,7 @@ class DaskXGBoost(ClassifierMixin, BaseEstimator):
         subsample: float = 0.8,
         colsample_bytree: float = 0.5,
         random_state: int | None = None,
+        scale_pos_weight: float | None = None,
         n_partitions: int | None = None,
     ):
         self.n_estimators = n_estimators
@@ -57,20 +61,22 @@ class DaskXGBoost(ClassifierMixin, BaseEstimator):
         self.subsample = subsample
         self.colsample_bytree = colsample_bytree
         self.random_state = random_state
+        self.scale_pos_weight = scale_pos_weight
         self.n_partitions = n_partitions
 
     def fit(self, X, y) -> DaskXGBoost:
         import dask.array as da
         import xgboost.dask
+        from distributed import Client
 
-        from experiments.parallel import dask_client
-
-        client = dask_client()
-        if client is None:
+        try:
+            client = Client.current(allow_global=False)
+        except ValueError:
             raise RuntimeError(
-                "DaskXGBoost trains on a Dask cluster: call it inside "
-                "experiments.parallel.compute_backend('dask') (ichkit run --backend dask)."
-            )
+                "DaskXGBoost trains on a Dask cluster: fit it inside `with client.as_current():` "
+                "(ichkit.experiments.parallel.compute_backend('dask'), or ichkit run --backend "
+                "dask, does this)."
+            ) from None
         X, y = np.asarray(X, dtype=np.float32), np.asarray(y)
         self.classes_ = np.unique(y)
         if self.classes_.size != 2:
@@ -82,6 +88,7 @@ class DaskXGBoost(ClassifierMixin, BaseEstimator):
             learning_rate=self.learning_rate, subsample=self.subsample,
             colsample_bytree=self.colsample_bytree, tree_method="hist",
             eval_metric="logloss", random_state=self.random_state,
+            scale_pos_weight=self.scale_pos_weight,
         )  # fmt: skip
         model.client = client
         model.fit(
@@ -104,7 +111,7 @@ class DaskXGBoost(ClassifierMixin, BaseEstimator):
 def make_dask_xgboost(*, random_state: int | None = None) -> Pipeline:
     """``make_xgboost``'s pipeline with ``DaskXGBoost`` as its model: same grid, and the
     settings copied from its ``XGBClassifier``, so the two cannot drift apart."""
-    from classical.models import make_xgboost
+    from ichkit.classical.models import make_xgboost
 
     pipeline = make_xgboost(random_state=random_state)
     local = pipeline.named_steps["model"].get_params()

@@ -7,7 +7,7 @@ features to use must itself be learnt: every model first keeps some feature
 families (``FAMILY_CHOICES``), then a percentile of the features ranked by the
 ANOVA F-test, both searched like any hyperparameter on the training patients. Class
 imbalance is handled by class weights (``balanced``) and, for XGBoost,
-``scale_pos_weight`` set from the training labels by ``classical.tuning``.
+``scale_pos_weight`` set from the training labels by ``ichkit.classical.tuning``.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def make_adaboost(*, random_state: int | None = None) -> Pipeline:
 def _pipeline(model, *, scale: bool) -> Pipeline:
     """Choose families, drop constant features, keep the top percentile by F-test,
     (scale,) model."""
-    from features.union import FamilySelector
+    from ichkit.features.union import FamilySelector
 
     steps = [
         ("families", FamilySelector()),

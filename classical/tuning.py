@@ -47,10 +47,10 @@ class FittedModel:
 
 
 def balance_classes(estimator: Pipeline, y) -> Pipeline:
-    """Set XGBoost's ``scale_pos_weight`` to negatives/positives of ``y`` (others keep
-    their class weights)."""
+    """Set ``scale_pos_weight`` to negatives/positives of ``y`` on any model that has
+    that parameter (XGBoost, local or on Dask); the others keep their class weights."""
     model = estimator.named_steps.get("model")
-    if type(model).__name__ == "XGBClassifier":
+    if model is not None and "scale_pos_weight" in model.get_params(deep=False):
         y = np.asarray(y)
         estimator.set_params(model__scale_pos_weight=float((y == 0).sum() / max((y == 1).sum(), 1)))
     return estimator
@@ -93,9 +93,9 @@ def fit_tuned(
     Parameters
     ----------
     estimator : Pipeline
-        A classical model, e.g. ``classical.models.make_svm()``.
+        A classical model, e.g. ``ichkit.classical.models.make_svm()``.
     param_grid : dict
-        Grid for ``GridSearchCV`` (``classical.models.PARAM_GRIDS[name]``).
+        Grid for ``GridSearchCV`` (``ichkit.classical.models.PARAM_GRIDS[name]``).
     X, y, groups : array-like
         Training features (a DataFrame of named features for the family choice),
         labels (0/1) and patient ids.

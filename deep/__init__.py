@@ -23,14 +23,14 @@ __all__ = [
 def __getattr__(name):
     """Public names, imported on first use: ``import deep`` must not load Keras or torch."""
     homes = {
-        "OnnxClassifier": "deep.inference",
-        "build_classifier": "deep.backbones",
-        "export_onnx": "deep.export",
-        "grad_cam": "deep.gradcam",
-        "keep_quantized_if_close": "deep.export",
-        "overlay": "deep.gradcam",
-        "quantize_dynamic_int8": "deep.export",
-        "save_overlay": "deep.gradcam",
+        "OnnxClassifier": "ichkit.deep.inference",
+        "build_classifier": "ichkit.deep.backbones",
+        "export_onnx": "ichkit.deep.export",
+        "grad_cam": "ichkit.deep.gradcam",
+        "keep_quantized_if_close": "ichkit.deep.export",
+        "overlay": "ichkit.deep.gradcam",
+        "quantize_dynamic_int8": "ichkit.deep.export",
+        "save_overlay": "ichkit.deep.gradcam",
     }
     if name not in homes:
         raise AttributeError(f"module 'deep' has no attribute {name!r}")

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from scans._checks import unknown_name_message
+from ichkit.scans._checks import unknown_name_message
 
 __all__ = ["HEADS", "MIN_INPUT_SIZE", "build_classifier"]
 

@@ -7,9 +7,9 @@ import math
 import keras
 import numpy as np
 
-from scans._slice import SliceImage
-from scans.dataset import ScanDataset
-from scans.transforms import RandomAugment, prepare_slice
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.dataset import ScanDataset
+from ichkit.scans.transforms import RandomAugment, prepare_slice
 
 __all__ = ["SliceBatches", "prepare_images", "prepare_slices"]
 

@@ -1,7 +1,7 @@
 """Export a Keras classifier to ONNX, quantize it to int8, and decide whether int8 is kept.
 
 The web app and the CPU profiles run the exported file with ONNX Runtime
-(``deep.inference.OnnxClassifier``), so serving needs neither Keras nor torch. Dynamic
+(``ichkit.deep.inference.OnnxClassifier``), so serving needs neither Keras nor torch. Dynamic
 int8 quantization stores the weights as int8 (about four times smaller) and is kept
 only when it costs less than ``max_auc_drop`` of AUC on a validation set
 (``keep_quantized_if_close``).
@@ -60,7 +60,7 @@ def export_onnx(model: keras.Model, path: str | Path, *, input_shape: tuple[int,
     ----------
     model : keras.Model
         A model with one float32 input and one output of shape (n, n_outputs),
-        such as ``deep.backbones.build_classifier(...)``. Dropout is off and
+        such as ``ichkit.deep.backbones.build_classifier(...)``. Dropout is off and
         BatchNormalization uses its moving statistics in the export.
     path : str or Path
         The ONNX file to write (conventionally ``*.onnx``); its folder must exist.

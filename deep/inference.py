@@ -1,6 +1,6 @@
 """Run an exported classifier with ONNX Runtime: no Keras, no torch.
 
-``OnnxClassifier`` loads a file written by ``deep.export.export_onnx`` (or its int8
+``OnnxClassifier`` loads a file written by ``ichkit.deep.export.export_onnx`` (or its int8
 version from ``quantize_dynamic_int8``). It is meant for the project's own exports,
 kept on the server: an ONNX file is a program, so never load one a user uploaded::
 
@@ -76,7 +76,7 @@ class OnnxClassifier:
             raise FileNotFoundError(
                 f"ONNX model '{self.path}' for OnnxClassifier does not exist"
                 f"{' (it is a folder)' if self.path.is_dir() else ''}. Export one with "
-                "deep.export.export_onnx(model, path, input_shape=...)."
+                "ichkit.deep.export.export_onnx(model, path, input_shape=...)."
             )
         providers = list(_DEFAULT_PROVIDERS if providers is None else providers)
         available = onnxruntime.get_available_providers()
@@ -105,7 +105,7 @@ class OnnxClassifier:
         except Exception as error:  # onnxruntime raises its own, unexported, error types
             raise ValueError(
                 f"Cannot load '{self.path}' as an ONNX model: {error}. Re-export it with "
-                "deep.export.export_onnx."
+                "ichkit.deep.export.export_onnx."
             ) from error
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name

@@ -2,7 +2,7 @@
 
 The hybrid of the RSNA 2019 intracranial hemorrhage winners: a CNN trained per slice
 turns every slice into an embedding (the output of its global pooling layer,
-``"pool"`` in ``deep.backbones``), then a bidirectional recurrent network reads the
+``"pool"`` in ``ichkit.deep.backbones``), then a bidirectional recurrent network reads the
 ordered slices of a scan and predicts every slice with the context of its
 neighbours (layer ``"slice"``), and the scan as the maximum of its slice
 probabilities (layer ``"scan"``: a scan has hemorrhage if any slice has).
@@ -22,7 +22,7 @@ training patients' embeddings only, so nothing of the test patients reaches eith
 model. Embeddings of the patients a CNN was trained on are fitted, more confident
 than those of unseen patients, so a sequence model can learn to trust them too much;
 with few patients, reading the CNN's logit and learning only a correction to it
-(``residual=True``) is the safer start (``experiments.fitting.fit_sequence`` says
+(``residual=True``) is the safer start (``ichkit.experiments.fitting.fit_sequence`` says
 what was measured).
 
 Padding is marked by an explicit boolean ``mask`` input rather than a
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from scans._checks import (
+from ichkit.scans._checks import (
     check_bool,
     check_fraction,
     check_int,
@@ -80,7 +80,7 @@ def embedding_model(classifier: keras.Model, layer_name: str = "pool") -> keras.
     Parameters
     ----------
     classifier : keras.Model
-        A trained Functional slice classifier (``deep.backbones``: ``"features"`` →
+        A trained Functional slice classifier (``ichkit.deep.backbones``: ``"features"`` →
         ``"pool"`` → ``"dropout"`` → ``"hemorrhage"``).
     layer_name : str, default="pool"
         The layer whose output is the embedding: the global pooling output, the
@@ -124,7 +124,7 @@ def embed_slices(
     classifier : keras.Model
         A trained slice classifier (see ``embedding_model``).
     images : ndarray of shape (n_slices, height, width, channels)
-        Slices prepared as for the classifier (``deep.backbones``: 3 channels in [0, 1]).
+        Slices prepared as for the classifier (``ichkit.deep.backbones``: 3 channels in [0, 1]).
     batch_size : int, default=32
         Slices per forward pass.
     layer_name : str, default="pool"
@@ -442,7 +442,7 @@ def build_sequence_model(
         Dropout rate on the embeddings, between recurrent layers and before ``slice``.
     n_outputs : int, default=1
         Sigmoid outputs per slice: 1 for any hemorrhage; 6 for any hemorrhage and
-        the five subtypes, as ``deep.backbones``.
+        the five subtypes, as ``ichkit.deep.backbones``.
     residual : bool, default=False
         Read the last ``n_outputs`` input features as the slice classifier's own
         logits and predict ``sigmoid(logit + correction)``, the correction coming

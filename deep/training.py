@@ -42,9 +42,9 @@ def train_classifier(
     Parameters
     ----------
     model : keras.Model
-        From ``deep.backbones.build_classifier``.
+        From ``ichkit.deep.backbones.build_classifier``.
     train, validation : PyDataset
-        ``deep.data.SliceBatches`` of the training and validation patients.
+        ``ichkit.deep.data.SliceBatches`` of the training and validation patients.
     epochs, learning_rate : int, float
     optimizer : {"adam", "rmsprop"}, default="adam"
     class_weight : "balanced", dict or None, default="balanced"

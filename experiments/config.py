@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from experiments.registry import MODELS, check_model_names
-from features.extraction import resolve_feature_config
+from ichkit.experiments.registry import MODELS, check_model_names
+from ichkit.features.extraction import resolve_feature_config
 
 __all__ = ["DEFAULT_CONFIG", "load_config"]
 

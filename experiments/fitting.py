@@ -20,15 +20,15 @@ import joblib
 import numpy as np
 import pandas as pd
 
-import scans
-from classical.dask_xgboost import make_dask_xgboost
-from classical.models import PARAM_GRIDS
-from classical.persistence import save_model
-from classical.tuning import choose_threshold, fit_tuned, grouped_folds
-from ensemble import SoftVoting, StackingCombiner, probability_logits
-from experiments.parallel import n_jobs_for
-from experiments.registry import MODELS, get_model, model_file
-from features.store import FeatureStore, slice_digest
+from ichkit import scans
+from ichkit.classical.dask_xgboost import make_dask_xgboost
+from ichkit.classical.models import PARAM_GRIDS
+from ichkit.classical.persistence import save_model
+from ichkit.classical.tuning import choose_threshold, fit_tuned, grouped_folds
+from ichkit.ensemble import SoftVoting, StackingCombiner, probability_logits
+from ichkit.experiments.parallel import n_jobs_for
+from ichkit.experiments.registry import MODELS, get_model, model_file
+from ichkit.features.store import FeatureStore, slice_digest
 
 __all__ = ["FoldFit", "fit_classical", "fit_cnn", "fit_ensemble", "fit_sequence"]
 
@@ -61,7 +61,7 @@ def _held_out(index, probability, for_threshold: bool) -> pd.DataFrame:
 def fit_classical(name, X, y, groups, parts, config, model_path: Path) -> FoldFit:
     """Tune and fit a classical model on the training part; predict the test part.
     ``parts`` are positions into ``X``: (train, validation or None, test); the fitted
-    model is saved to ``model_path`` (joblib, ``classical.persistence``)."""
+    model is saved to ``model_path`` (joblib, ``ichkit.classical.persistence``)."""
     train, validation, test = parts
     backend = config["parallel"]["backend"]
     search_backend = contextlib.nullcontext()
@@ -148,9 +148,9 @@ def _fold_cnn(name, dataset, indices, train_groups, train_labels, config, out, f
 def _train_cnn(name, dataset, train, validation, config, weights_path):
     """A CNN head fitted on rows ``train``, early-stopped on ``validation``; loaded
     from ``weights_path`` instead when that exists (a resumed run)."""
-    from deep.backbones import build_classifier
-    from deep.data import SliceBatches
-    from deep.training import train_classifier
+    from ichkit.deep.backbones import build_classifier
+    from ichkit.deep.data import SliceBatches
+    from ichkit.deep.training import train_classifier
 
     settings = config["deep"]
     shape = (settings["size"], settings["size"], 3)
@@ -195,8 +195,8 @@ _INPUT_CHUNK = 256
 
 def _slice_inputs(cnn, dataset, rows, config, kind: str = "logits") -> np.ndarray:
     """What the CNN makes of each slice: its logit (one column) or its pooled embedding."""
-    from deep.data import SliceBatches
-    from deep.sequence import embedding_model
+    from ichkit.deep.data import SliceBatches
+    from ichkit.deep.sequence import embedding_model
 
     slices = SliceBatches(dataset, rows, **_batch_settings(config))
     if kind == "embeddings":
@@ -268,7 +268,7 @@ def fit_sequence(name, dataset, indices, train_groups, train_labels, config, out
 
 
 def _scan_batch(dataset, rows, inputs):
-    from deep.sequence import pad_scans
+    from ichkit.deep.sequence import pad_scans
 
     table = dataset.table.loc[rows]
     return pad_scans(inputs, table["scan_id"], table["slice_index"], table["label"])
@@ -276,7 +276,7 @@ def _scan_batch(dataset, rows, inputs):
 
 def _fit_sequence_model(name, dataset, training, validation, config):
     """Build and fit the LSTM/GRU on ``(rows, inputs)`` pairs."""
-    from deep.sequence import build_sequence_model, fit_sequence_model
+    from ichkit.deep.sequence import build_sequence_model, fit_sequence_model
 
     settings = config["sequence"]
     model = build_sequence_model(
@@ -293,7 +293,7 @@ def _fit_sequence_model(name, dataset, training, validation, config):
 
 
 def _predict_sequence(model, dataset, rows, inputs) -> np.ndarray:
-    from deep.sequence import predict_slices
+    from ichkit.deep.sequence import predict_slices
 
     return predict_slices(model, _scan_batch(dataset, rows, inputs))
 

@@ -1,25 +1,20 @@
 """Where a run's parallel work goes: joblib's local processes, or a Dask cluster.
 
 Every data-parallel step of ``ichkit run`` goes through joblib: reading, preparing and
-describing slices (``features.extraction``), hyperparameter searches
+describing slices (``ichkit.features.extraction``), hyperparameter searches
 (``GridSearchCV``), and the per-model evaluation. Inside ``compute_backend("dask")``,
 ``joblib.parallel_config(backend="dask")`` sends all of it to a Dask cluster: the one
 at ``scheduler``, or a ``distributed.LocalCluster`` on loopback. Dask's own scheduler
 does the work; nothing here schedules anything. XGBoost then trains with
-``xgboost.dask`` on the same cluster (``classical.dask_xgboost``).
+``xgboost.dask`` on the same cluster (``ichkit.classical.dask_xgboost``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Iterator
 
-__all__ = ["compute_backend", "dask_client", "n_jobs_for"]
-
-#: The client of the innermost ``compute_backend("dask")``: joblib and XGBoost use this
-#: one, not whichever client Dask would call the default.
-_CLIENT: contextvars.ContextVar = contextvars.ContextVar("ichkit_dask_client", default=None)
+__all__ = ["compute_backend", "n_jobs_for"]
 
 
 @contextlib.contextmanager
@@ -65,14 +60,11 @@ def compute_backend(
         else:
             client = stack.enter_context(Client(scheduler))
         stack.enter_context(joblib.parallel_config(backend="dask", client=client))
-        token = _CLIENT.set(client)
-        stack.callback(_CLIENT.reset, token)
+        # Dask's own context: inside it, ``Client.current(allow_global=False)`` is this
+        # client (what ``classical.dask_xgboost`` trains on), not whichever client Dask
+        # would call the default.
+        stack.enter_context(client.as_current())
         yield client
-
-
-def dask_client():
-    """The Dask client of the enclosing ``compute_backend("dask")``, or None."""
-    return _CLIENT.get()
 
 
 def n_jobs_for(backend: str, n_jobs: int) -> int:

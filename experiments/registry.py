@@ -8,7 +8,7 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
-from scans._checks import unknown_name_message
+from ichkit.scans._checks import unknown_name_message
 
 __all__ = [
     "MODELS",
@@ -31,20 +31,20 @@ class ModelSpec:
 
 
 MODELS = {
-    "logreg": ModelSpec("classical", "classical.models:make_logreg", "logreg"),
-    "svm": ModelSpec("classical", "classical.models:make_svm", "svm"),
-    "knn": ModelSpec("classical", "classical.models:make_knn", "knn"),
-    "rf": ModelSpec("classical", "classical.models:make_random_forest", "rf"),
-    "xgboost": ModelSpec("classical", "classical.models:make_xgboost", "xgboost"),
-    "bagging": ModelSpec("classical", "classical.models:make_bagging", "bagging"),
-    "adaboost": ModelSpec("classical", "classical.models:make_adaboost", "adaboost"),
-    "smallcnn": ModelSpec("cnn", "deep.backbones:build_classifier"),
-    "mobilenet": ModelSpec("cnn", "deep.backbones:build_classifier"),
-    "mobilenetv2": ModelSpec("cnn", "deep.backbones:build_classifier"),
-    "resnet50": ModelSpec("cnn", "deep.backbones:build_classifier"),
-    "vgg16": ModelSpec("cnn", "deep.backbones:build_classifier"),
-    "lstm": ModelSpec("sequence", "deep.sequence:build_sequence_model"),
-    "gru": ModelSpec("sequence", "deep.sequence:build_sequence_model"),
+    "logreg": ModelSpec("classical", "ichkit.classical.models:make_logreg", "logreg"),
+    "svm": ModelSpec("classical", "ichkit.classical.models:make_svm", "svm"),
+    "knn": ModelSpec("classical", "ichkit.classical.models:make_knn", "knn"),
+    "rf": ModelSpec("classical", "ichkit.classical.models:make_random_forest", "rf"),
+    "xgboost": ModelSpec("classical", "ichkit.classical.models:make_xgboost", "xgboost"),
+    "bagging": ModelSpec("classical", "ichkit.classical.models:make_bagging", "bagging"),
+    "adaboost": ModelSpec("classical", "ichkit.classical.models:make_adaboost", "adaboost"),
+    "smallcnn": ModelSpec("cnn", "ichkit.deep.backbones:build_classifier"),
+    "mobilenet": ModelSpec("cnn", "ichkit.deep.backbones:build_classifier"),
+    "mobilenetv2": ModelSpec("cnn", "ichkit.deep.backbones:build_classifier"),
+    "resnet50": ModelSpec("cnn", "ichkit.deep.backbones:build_classifier"),
+    "vgg16": ModelSpec("cnn", "ichkit.deep.backbones:build_classifier"),
+    "lstm": ModelSpec("sequence", "ichkit.deep.sequence:build_sequence_model"),
+    "gru": ModelSpec("sequence", "ichkit.deep.sequence:build_sequence_model"),
     "voting": ModelSpec("ensemble", "ensemble:SoftVoting"),
     "stacking": ModelSpec("ensemble", "ensemble:StackingCombiner"),
 }

@@ -27,9 +27,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-from experiments import _io
-from experiments.metrics import has_multislice_scans, scan_predictions
-from experiments.statistics import expected_calibration_error, reliability_table
+from ichkit.experiments import _io
+from ichkit.experiments.metrics import has_multislice_scans, scan_predictions
+from ichkit.experiments.statistics import expected_calibration_error, reliability_table
 
 __all__ = [
     "comparison_latex",

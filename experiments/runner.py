@@ -6,7 +6,7 @@ predict the held-out patients and write the predictions. A finished model x fold
 leaves ``predictions/<model>__fold<k>.csv`` (written atomically, after its
 ``held_out/`` file), so a killed run started again with the same command skips what
 was complete. Then the metrics, the summary with confidence intervals and paired
-tests, and the report (``experiments.report``).
+tests, and the report (``ichkit.experiments.report``).
 """
 
 from __future__ import annotations
@@ -18,18 +18,18 @@ import pandas as pd
 import yaml
 from tqdm.auto import tqdm
 
-import scans
-from classical.persistence import package_versions
-from classical.tuning import choose_threshold
-from experiments import _io
-from experiments.config import load_config
-from experiments.fitting import fit_classical, fit_cnn, fit_ensemble, fit_sequence
-from experiments.metrics import scan_predictions
-from experiments.parallel import compute_backend, n_jobs_for
-from experiments.registry import MODELS, model_file
-from experiments.report import write_report
-from experiments.tables import compute_metrics, summarise
-from features.extraction import default_cache_dir, extract_features, time_features
+from ichkit import scans
+from ichkit.classical.persistence import package_versions
+from ichkit.classical.tuning import choose_threshold
+from ichkit.experiments import _io
+from ichkit.experiments.config import load_config
+from ichkit.experiments.fitting import fit_classical, fit_cnn, fit_ensemble, fit_sequence
+from ichkit.experiments.metrics import scan_predictions
+from ichkit.experiments.parallel import compute_backend, n_jobs_for
+from ichkit.experiments.registry import MODELS, model_file
+from ichkit.experiments.report import write_report
+from ichkit.experiments.tables import compute_metrics, summarise
+from ichkit.features.extraction import default_cache_dir, extract_features, time_features
 
 __all__ = ["read_predictions", "run_experiment"]
 
@@ -163,7 +163,7 @@ def _runnable_models(config: dict, dataset) -> tuple[list[str], list[str], dict[
 
 
 def _fit(name, dataset, rows, X, parts, config, out, fold, members):
-    """Dispatch one model x fold to its family's ``experiments.fitting`` function."""
+    """Dispatch one model x fold to its family's ``ichkit.experiments.fitting`` function."""
     family = MODELS[name].family
     train, validation, test = parts
     if family == "classical":

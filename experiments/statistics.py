@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.stats
 from numpy.typing import ArrayLike
 
-from scans._checks import as_generator, check_int
+from ichkit.scans._checks import as_generator, check_int
 
 __all__ = [
     "bootstrap_ci",
@@ -74,7 +74,7 @@ def bootstrap_ci(
     statistic : callable
         ``statistic(y, probability) -> float`` on the rows of one resample. It must
         return NaN where it is undefined (for example an AUC on a resample with one
-        class, as :func:`experiments.metrics.binary_metrics` does); such resamples
+        class, as :func:`ichkit.experiments.metrics.binary_metrics` does); such resamples
         are skipped.
     n_resamples : int, default=1000
         Number of bootstrap resamples.

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from experiments.metrics import binary_metrics, has_multislice_scans, scan_predictions
-from experiments.statistics import (
+from ichkit.experiments.metrics import binary_metrics, has_multislice_scans, scan_predictions
+from ichkit.experiments.statistics import (
     bootstrap_ci,
     delong_test,
     expected_calibration_error,

@@ -3,7 +3,7 @@
 Each slice is read, brought to Hounsfield units (``scans.to_hounsfield``), resized
 and described by ``HandcraftedFeatures``. Slices are processed in chunks by joblib
 workers (local processes, or a Dask cluster inside
-``experiments.parallel.compute_backend("dask")``) and written into one preallocated
+``ichkit.experiments.parallel.compute_backend("dask")``) and written into one preallocated
 array as they arrive, in memory or a NumPy memory map (``out=``), so memory holds
 neither the images nor, with ``out``, the features. With a cache folder each chunk is
 kept in a ``FeatureStore`` (Parquet, keyed by the slices' content digests and the
@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from features.store import FeatureStore, slice_digest
-from scans._slice import SliceImage
-from scans.dataset import ScanDataset, Skipped, read_row
-from scans.errors import ScanReadError
+from ichkit.features.store import FeatureStore, slice_digest
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.dataset import ScanDataset, Skipped, read_row
+from ichkit.scans.errors import ScanReadError
 
 __all__ = [
     "DEFAULT_FEATURE_CONFIG",
@@ -159,7 +159,7 @@ def _feature_names(config: dict) -> list[str]:
 
 def build_extractor(config: dict):
     """A ``HandcraftedFeatures`` fitted for a resolved feature ``config``."""
-    from features.union import HandcraftedFeatures
+    from ichkit.features.union import HandcraftedFeatures
 
     size = config["size"]
     blank = np.full((1, size, size), -1000.0, dtype=np.float32)
@@ -203,8 +203,8 @@ def slice_features(image: SliceImage, config: dict | None = None, *, extractor=N
     ``extractor`` is a fitted ``HandcraftedFeatures`` for ``config``, to reuse one
     across slices; None builds it.
     """
-    from scans.transforms import Resize
-    from scans.windowing import to_hounsfield
+    from ichkit.scans.transforms import Resize
+    from ichkit.scans.windowing import to_hounsfield
 
     config = resolve_feature_config(config)
     extractor = extractor or build_extractor(config)

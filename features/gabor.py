@@ -38,9 +38,9 @@ import math
 
 import numpy as np
 
-from features._base import SliceFeatures
-from features._checks import check_distinct, number_label
-from scans.windowing import Window
+from ichkit.features._base import SliceFeatures
+from ichkit.features._checks import check_distinct, number_label
+from ichkit.scans.windowing import Window
 
 __all__ = ["GaborFeatures", "MIN_SAMPLES"]
 

@@ -18,9 +18,9 @@ import functools
 
 import numpy as np
 
-from features._base import SliceFeatures
-from features._checks import check_distinct, number_label
-from features.brain import bounding_box
+from ichkit.features._base import SliceFeatures
+from ichkit.features._checks import check_distinct, number_label
+from ichkit.features.brain import bounding_box
 
 __all__ = ["GLCMFeatures"]
 

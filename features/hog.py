@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from features._base import SliceFeatures
-from scans.windowing import Window
+from ichkit.features._base import SliceFeatures
+from ichkit.scans.windowing import Window
 
 __all__ = ["HOGFeatures"]
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from features._base import SliceFeatures
-from features._checks import check_band, check_unique, number_label
-from features.brain import TISSUE_HU
+from ichkit.features._base import SliceFeatures
+from ichkit.features._checks import check_band, check_unique, number_label
+from ichkit.features.brain import TISSUE_HU
 
 __all__ = ["BLOOD_BAND", "DEFAULT_BANDS", "FirstOrderFeatures", "HounsfieldBandFeatures"]
 

@@ -32,9 +32,9 @@ import math
 
 import numpy as np
 
-from features._base import SliceFeatures
-from features._checks import check_distinct, number_label
-from features.brain import bounding_box
+from ichkit.features._base import SliceFeatures
+from ichkit.features._checks import check_distinct, number_label
+from ichkit.features.brain import bounding_box
 
 __all__ = ["LBPFeatures", "TIE_TOLERANCE"]
 

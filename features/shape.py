@@ -13,9 +13,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, cKDTree
 
-from features._base import SliceFeatures
-from features._checks import check_band
-from features.intensity import BLOOD_BAND
+from ichkit.features._base import SliceFeatures
+from ichkit.features._checks import check_band
+from ichkit.features.intensity import BLOOD_BAND
 
 __all__ = ["HyperdenseShapeFeatures"]
 

@@ -30,7 +30,7 @@ def slice_digest(path: str | os.PathLike[str], frame=None) -> str:
 
     Raises ``ScanReadError`` when the file cannot be read.
     """
-    from scans.errors import ScanReadError
+    from ichkit.scans.errors import ScanReadError
 
     try:
         content = Path(path).read_bytes()

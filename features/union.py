@@ -8,9 +8,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features._base import SliceFeatures, _check_slices
-from features.brain import brain_mask
-from scans._checks import unknown_name_message
+from ichkit.features._base import SliceFeatures, _check_slices
+from ichkit.features.brain import brain_mask
+from ichkit.scans._checks import unknown_name_message
 
 __all__ = [
     "DEFAULT_FAMILIES",
@@ -23,13 +23,13 @@ __all__ = [
 
 #: Feature family name -> extractor class ("module:Class"), imported when used.
 FAMILIES = {
-    "intensity": "features.intensity:FirstOrderFeatures",
-    "bands": "features.intensity:HounsfieldBandFeatures",
-    "glcm": "features.glcm:GLCMFeatures",
-    "lbp": "features.lbp:LBPFeatures",
-    "hog": "features.hog:HOGFeatures",
-    "gabor": "features.gabor:GaborFeatures",
-    "shape": "features.shape:HyperdenseShapeFeatures",
+    "intensity": "ichkit.features.intensity:FirstOrderFeatures",
+    "bands": "ichkit.features.intensity:HounsfieldBandFeatures",
+    "glcm": "ichkit.features.glcm:GLCMFeatures",
+    "lbp": "ichkit.features.lbp:LBPFeatures",
+    "hog": "ichkit.features.hog:HOGFeatures",
+    "gabor": "ichkit.features.gabor:GaborFeatures",
+    "shape": "ichkit.features.shape:HyperdenseShapeFeatures",
 }
 DEFAULT_FAMILIES = tuple(FAMILIES)
 #: How each family's feature names begin.

@@ -5,16 +5,16 @@ NIfTI, PhysioNet CT-ICH) and returns a ``ScanDataset``: a table of slices with
 patient, scan, order and labels, and ``read(i)`` for the pixels.
 """
 
-from scans._slice import SliceImage
-from scans.dataset import SUBTYPES, ScanDataset, Skipped
-from scans.dicom import is_dicom, read_dicom_slice
-from scans.dicom_series import load_dicom
-from scans.errors import DatasetError, ScanReadError
-from scans.inspect import inspect
-from scans.loading import LAYOUTS, detect_layout, load
-from scans.readers import read_image, read_slice
-from scans.splits import Split, find_near_duplicates, grouped_kfold, patient_split
-from scans.transforms import (
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.dataset import SUBTYPES, ScanDataset, Skipped
+from ichkit.scans.dicom import is_dicom, read_dicom_slice
+from ichkit.scans.dicom_series import load_dicom
+from ichkit.scans.errors import DatasetError, ScanReadError
+from ichkit.scans.inspect import inspect
+from ichkit.scans.loading import LAYOUTS, detect_layout, load
+from ichkit.scans.readers import read_image, read_slice
+from ichkit.scans.splits import Split, find_near_duplicates, grouped_kfold, patient_split
+from ichkit.scans.transforms import (
     Compose,
     CropToHead,
     NeighborSlices,
@@ -24,7 +24,7 @@ from scans.transforms import (
     ScaleIntensity,
     prepare_slice,
 )
-from scans.windowing import WINDOW_PRESETS, Window, WindowStack, get_window, to_hounsfield
+from ichkit.scans.windowing import WINDOW_PRESETS, Window, WindowStack, get_window, to_hounsfield
 
 __all__ = [
     "LAYOUTS",

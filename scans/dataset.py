@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scans._slice import SliceImage
-from scans.errors import DatasetError, ScanReadError
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.errors import DatasetError, ScanReadError
 
 __all__ = ["SUBTYPES", "ScanDataset", "Skipped", "SkipLog", "read_row"]
 
@@ -158,7 +158,7 @@ class ScanDataset:
 def read_row(row: pd.Series | dict) -> SliceImage:
     """Read the slice a table row describes (``path``, ``format``, ``frame``, and the
     export window ``window_center``/``window_width`` where the table has one)."""
-    from scans.readers import read_slice
+    from ichkit.scans.readers import read_slice
 
     frame = None if pd.isna(row["frame"]) else int(row["frame"])
     image = read_slice(row["path"], format=row["format"], frame=frame)

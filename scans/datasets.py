@@ -9,10 +9,10 @@ import pandas as pd
 from joblib import Parallel, delayed
 from PIL import Image
 
-from scans.dataset import SUBTYPES, ScanDataset, SkipLog, warn_skipped
-from scans.errors import DatasetError, ScanReadError
-from scans.labels import binary_value, read_labels, subtype_name
-from scans.readers import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, read_image
+from ichkit.scans.dataset import SUBTYPES, ScanDataset, SkipLog, warn_skipped
+from ichkit.scans.errors import DatasetError, ScanReadError
+from ichkit.scans.labels import binary_value, read_labels, subtype_name
+from ichkit.scans.readers import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, read_image
 
 __all__ = ["load_folders", "load_csv", "load_ctich", "CLASS_NAMES"]
 

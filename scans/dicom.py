@@ -3,7 +3,7 @@
 ``read_dicom_slice`` decides by content whether a file is DICOM (any name, with or
 without preamble), checks that it is one greyscale slice that an installed decoder
 can read, and applies the modality LUT. ``is_dicom`` is the cheap content sniff.
-Folders of slices are ``scans.dicom_series.load_dicom``.
+Folders of slices are ``ichkit.scans.dicom_series.load_dicom``.
 
 Only single-frame files are read: a multi-frame file (an enhanced CT volume) is
 refused with a clear reason rather than read as its first frame.
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scans._slice import SliceImage
-from scans.errors import ScanReadError
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.errors import ScanReadError
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset

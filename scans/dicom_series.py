@@ -2,7 +2,7 @@
 
 ``load_dicom`` walks a folder (any file names, with or without extension), groups
 slices into series, orders each series by position along the slice normal (never
-by file name) and attaches labels from a CSV. Reading one slice is ``scans.dicom``.
+by file name) and attaches labels from a CSV. Reading one slice is ``ichkit.scans.dicom``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from scans.dataset import ScanDataset, SkipLog, warn_skipped
-from scans.dicom import _check_image, _decode, _integer, _numbers, _read_dataset, _text
-from scans.errors import DatasetError, ScanReadError
-from scans.labels import LabelTable, read_labels
+from ichkit.scans.dataset import ScanDataset, SkipLog, warn_skipped
+from ichkit.scans.dicom import _check_image, _decode, _integer, _numbers, _read_dataset, _text
+from ichkit.scans.errors import DatasetError, ScanReadError
+from ichkit.scans.labels import LabelTable, read_labels
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset

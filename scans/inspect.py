@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from scans.dataset import ScanDataset
+from ichkit.scans.dataset import ScanDataset
 
 __all__ = ["inspect", "format_inspection"]
 
@@ -57,7 +57,7 @@ def inspect(
 
 
 def _split_and_duplicates(dataset: ScanDataset, random_state: int) -> dict[str, Any]:
-    from scans.splits import find_near_duplicates, patient_split
+    from ichkit.scans.splits import find_near_duplicates, patient_split
 
     split = patient_split(dataset.groups, dataset.labels, random_state=random_state)
     parts = split.part_names()

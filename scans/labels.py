@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from scans.dataset import SUBTYPES
-from scans.errors import ScanReadError
+from ichkit.scans.dataset import SUBTYPES
+from ichkit.scans.errors import ScanReadError
 
 __all__ = ["LabelTable", "read_labels", "binary_value", "subtype_name"]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from scans._checks import unknown_name_message
-from scans.dataset import ScanDataset
-from scans.dicom import is_dicom
-from scans.errors import DatasetError
-from scans.nifti import NIFTI_SUFFIXES
-from scans.readers import IMAGE_SUFFIXES
+from ichkit.scans._checks import unknown_name_message
+from ichkit.scans.dataset import ScanDataset
+from ichkit.scans.dicom import is_dicom
+from ichkit.scans.errors import DatasetError
+from ichkit.scans.nifti import NIFTI_SUFFIXES
+from ichkit.scans.readers import IMAGE_SUFFIXES
 
 __all__ = ["load", "detect_layout", "LAYOUTS"]
 
@@ -75,25 +75,25 @@ def load(
     if layout not in LAYOUTS:
         raise ValueError(unknown_name_message("layout", layout, LAYOUTS))
     if layout == "ctich":
-        from scans.datasets import load_ctich
+        from ichkit.scans.datasets import load_ctich
 
         dataset = load_ctich(path, strict=strict, verify=verify)
     elif layout == "nifti":
-        from scans.nifti import load_nifti
+        from ichkit.scans.nifti import load_nifti
 
         dataset = load_nifti(path, strict=strict, verify=verify)
     elif layout == "dicom":
-        from scans.dicom_series import load_dicom
+        from ichkit.scans.dicom_series import load_dicom
 
         dataset = load_dicom(path, labels=labels, strict=strict, verify=verify)
     elif layout == "csv":
-        from scans.datasets import load_csv
+        from ichkit.scans.datasets import load_csv
 
         dataset = load_csv(
             path, labels=labels, patient_pattern=patient_pattern, strict=strict, verify=verify
         )
     else:
-        from scans.datasets import load_folders
+        from ichkit.scans.datasets import load_folders
 
         dataset = load_folders(
             path,

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from scans._slice import SliceImage
-from scans.dataset import SUBTYPES, ScanDataset, SkipLog, warn_skipped
-from scans.errors import ScanReadError
-from scans.labels import subtype_name
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.dataset import SUBTYPES, ScanDataset, SkipLog, warn_skipped
+from ichkit.scans.errors import ScanReadError
+from ichkit.scans.labels import subtype_name
 
 __all__ = [
     "NIFTI_SUFFIXES",

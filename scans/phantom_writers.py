@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scans._checks import unknown_name_message
-from scans.dataset import SUBTYPES
-from scans.phantom import PhantomScan, make_phantom_scans
+from ichkit.scans._checks import unknown_name_message
+from ichkit.scans.dataset import SUBTYPES
+from ichkit.scans.phantom import PhantomScan, make_phantom_scans
 
 __all__ = ["PHANTOM_FORMATS", "write_phantom"]
 
@@ -193,7 +193,7 @@ def _write_ctich(out: Path, scans: list[PhantomScan], seed: int | None) -> None:
 def _write_nifti(out: Path, scans: list[PhantomScan], seed: int | None) -> None:
     import nibabel
 
-    from scans.nifti import slices_to_ras
+    from ichkit.scans.nifti import slices_to_ras
 
     (out / "imagesTr").mkdir()
     (out / "labelsTr").mkdir()

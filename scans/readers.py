@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from scans._slice import SliceImage
-from scans.errors import ScanReadError
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.errors import ScanReadError
 
 __all__ = ["read_image", "read_slice", "MAX_IMAGE_PIXELS", "IMAGE_SUFFIXES"]
 
@@ -84,11 +84,11 @@ def read_slice(path: str | Path, *, format: str, frame: int | None = None) -> Sl
     if format == "image":
         return read_image(path)
     if format == "dicom":
-        from scans.dicom import read_dicom_slice
+        from ichkit.scans.dicom import read_dicom_slice
 
         return read_dicom_slice(path)
     if format == "nifti":
-        from scans.nifti import read_nifti_slice
+        from ichkit.scans.nifti import read_nifti_slice
 
         return read_nifti_slice(path, frame=0 if frame is None else frame)
     raise ValueError(f"Unknown slice format {format!r}; expected 'image', 'dicom' or 'nifti'.")

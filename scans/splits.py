@@ -16,10 +16,10 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from scans._checks import as_generator, check_fraction, check_int
-from scans._slice import SliceImage
-from scans.dataset import ScanDataset
-from scans.windowing import Window, get_window
+from ichkit.scans._checks import as_generator, check_fraction, check_int
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.dataset import ScanDataset
+from ichkit.scans.windowing import Window, get_window
 
 __all__ = ["Split", "patient_split", "grouped_kfold", "find_near_duplicates", "PART_NAMES"]
 

@@ -20,9 +20,9 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 from scipy import ndimage
 
-from scans._checks import as_generator, check_bool, check_int, check_real
-from scans._slice import SliceImage
-from scans.windowing import Window, WindowStack, get_window
+from ichkit.scans._checks import as_generator, check_bool, check_int, check_real
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.windowing import Window, WindowStack, get_window
 
 __all__ = [
     "Transform",

@@ -5,9 +5,9 @@ builds the Flask app for tests or another WSGI server. Research software, not a
 medical device.
 """
 
-from webapp.app import DISCLAIMER, create_app
-from webapp.served_run import ServedModel, ServedRun
-from webapp.uploads import Upload, UploadError, UploadLimits, read_upload
+from ichkit.webapp.app import DISCLAIMER, create_app
+from ichkit.webapp.served_run import ServedModel, ServedRun
+from ichkit.webapp.uploads import Upload, UploadError, UploadLimits, read_upload
 
 __all__ = [
     "DISCLAIMER",

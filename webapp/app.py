@@ -2,7 +2,7 @@
 
 Routes: ``GET /`` (the page), ``POST /`` (the page with a verdict), ``GET /api/models``,
 ``POST /api/predict`` (form field ``file``; optional ``model`` and ``heatmaps``). Every
-upload is saved into its own temporary folder, read by content (``webapp.uploads``) and
+upload is saved into its own temporary folder, read by content (``ichkit.webapp.uploads``) and
 removed when the request ends. Bad input gets a 4xx with a message, never a trace.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from webapp.served_run import ServedRun
-from webapp.uploads import UploadError, UploadLimits, read_upload
+from ichkit.webapp.served_run import ServedRun
+from ichkit.webapp.uploads import UploadError, UploadLimits, read_upload
 
 __all__ = ["DISCLAIMER", "create_app"]
 

@@ -28,8 +28,8 @@ def slice_png(image: np.ndarray) -> str:
 
 
 def overlay_png(image: np.ndarray, heatmap: np.ndarray) -> str:
-    """Grad-CAM ``heatmap`` over the brain window of ``image`` (``deep.gradcam.overlay``)."""
-    from deep.gradcam import overlay
+    """Grad-CAM ``heatmap`` over the brain window of ``image`` (``ichkit.deep.gradcam.overlay``)."""
+    from ichkit.deep.gradcam import overlay
 
     return _png(overlay(np.clip(_brain_window(image), 0, 1), heatmap, alpha=0.4))
 

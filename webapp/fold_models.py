@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from webapp.uploads import Upload
+from ichkit.webapp.uploads import Upload
 
 __all__ = ["ClassicalFold", "CnnFold", "EnsembleFold", "SequenceFold", "load_trusted_joblib"]
 
@@ -37,10 +37,10 @@ def _memo(memo: dict, key, compute):
 
 
 class ClassicalFold:
-    """A tuned classical model on handcrafted features (``classical.persistence`` file)."""
+    """A tuned classical model on handcrafted features (``ichkit.classical.persistence`` file)."""
 
     def __init__(self, path: Path):
-        from features.extraction import build_extractor
+        from ichkit.features.extraction import build_extractor
 
         payload = load_trusted_joblib(path)
         self.model, self.feature_names = payload["model"], payload["feature_names"]
@@ -49,7 +49,7 @@ class ClassicalFold:
         self._key = ("features", json.dumps(self.feature_config, sort_keys=True))
 
     def probability(self, upload: Upload, memo: dict) -> np.ndarray:
-        from features.extraction import slice_features
+        from ichkit.features.extraction import slice_features
 
         features = _memo(
             memo,
@@ -79,7 +79,7 @@ class CnnFold:
         n_threads: int,
         keras_lock: threading.Lock,
     ):
-        from deep.backbones import build_classifier
+        from ichkit.deep.backbones import build_classifier
 
         self.size, self.window = deep_config["size"], deep_config["window"]
         self.keras = build_classifier(name, (self.size, self.size, 3), weights=weights)
@@ -97,8 +97,8 @@ class CnnFold:
         """The ONNX export of these weights, made once: named by the weights' digest."""
         import hashlib
 
-        from deep.export import export_onnx
-        from deep.inference import OnnxClassifier
+        from ichkit.deep.export import export_onnx
+        from ichkit.deep.inference import OnnxClassifier
 
         digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
         target = folder / f"{name}__{digest}.onnx"
@@ -112,7 +112,7 @@ class CnnFold:
 
     def images(self, upload: Upload, memo: dict) -> np.ndarray:
         """The model inputs: (n, size, size, 3) in [0, 1], prepared as in training."""
-        from deep.data import prepare_slices
+        from ichkit.deep.data import prepare_slices
 
         key = ("images", self.size, self.window)
         return _memo(
@@ -130,7 +130,7 @@ class CnnFold:
         return _memo(memo, ("cnn", id(self)), compute)
 
     def embeddings(self, upload: Upload, memo: dict) -> np.ndarray:
-        from deep.sequence import embedding_model
+        from ichkit.deep.sequence import embedding_model
 
         def compute():
             with self._lock:
@@ -146,14 +146,14 @@ class SequenceFold:
     def __init__(self, path: Path, cnn: CnnFold, inputs: str, *, keras_lock: threading.Lock):
         import keras
 
-        import deep.sequence  # noqa: F401  registers its custom layers before loading
+        import ichkit.deep.sequence  # noqa: F401  registers its custom layers before loading
 
         self.model = keras.models.load_model(path)  # the run's own file, never an upload
         self.cnn, self.inputs, self._lock = cnn, inputs, keras_lock
 
     def probability(self, upload: Upload, memo: dict) -> np.ndarray:
-        from deep.sequence import pad_scans, predict_slices
-        from ensemble import probability_logits
+        from ichkit.deep.sequence import pad_scans, predict_slices
+        from ichkit.ensemble import probability_logits
 
         if self.inputs == "logits":
             inputs = probability_logits(self.cnn.probability(upload, memo)[:, None])

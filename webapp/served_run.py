@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from experiments.registry import MODELS, model_file
-from webapp.uploads import Upload, UploadError
+from ichkit.experiments.registry import MODELS, model_file
+from ichkit.webapp.uploads import Upload, UploadError
 
 __all__ = ["ServedModel", "ServedRun"]
 
@@ -131,7 +131,7 @@ class ServedRun:
             family, value = MODELS[name].family, auc.get(name)
             members = ()
             if family == "ensemble":
-                from webapp.fold_models import load_trusted_joblib
+                from ichkit.webapp.fold_models import load_trusted_joblib
 
                 payload = load_trusted_joblib(model_file(self.run_dir, name, folds[0]))
                 members = tuple(payload["members"])
@@ -196,7 +196,7 @@ class ServedRun:
 
         ``heatmaps`` is how many of the slices to look at first get a Grad-CAM map.
         """
-        from webapp import figures
+        from ichkit.webapp import figures
 
         model = self.models[name]
         if model.needs_scan and upload.kind != "scan":
@@ -297,7 +297,7 @@ class ServedRun:
 
     def _grad_cam(self, cnn: str, upload: Upload, chosen: list[int], memo: dict):
         """The model inputs of slices ``chosen`` and their Grad-CAM, averaged over folds."""
-        from deep.gradcam import grad_cam
+        from ichkit.deep.gradcam import grad_cam
 
         folds = self._load(cnn)
         images = folds[0].images(upload, memo)[chosen]
@@ -324,7 +324,7 @@ class ServedRun:
             return self._folds[name]
 
     def _load_fold(self, name: str, fold: int):
-        from webapp import fold_models
+        from ichkit.webapp import fold_models
 
         family = MODELS[name].family
         path = model_file(self.run_dir, name, fold)

@@ -19,8 +19,8 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from scans import ScanReadError, SliceImage, read_dicom_slice, read_image
-from scans.dicom import is_dicom
+from ichkit.scans import ScanReadError, SliceImage, read_dicom_slice, read_image
+from ichkit.scans.dicom import is_dicom
 
 __all__ = ["UploadError", "UploadLimits", "Upload", "read_upload"]
 
@@ -146,7 +146,7 @@ def _read_volume(path: Path, filename: str, limits: UploadLimits) -> Upload:
     """One NIfTI volume: its shape is checked from the header before any voxel is read."""
     import nibabel
 
-    from scans.nifti import load_nifti
+    from ichkit.scans.nifti import load_nifti
 
     try:
         shape = nibabel.load(path).shape
@@ -183,7 +183,7 @@ def _read_zip(path: Path, filename: str, limits: UploadLimits) -> Upload:
         raise UploadError(
             415, f"'{filename}' holds no DICOM file and no NIfTI volume ({len(names)} entries)."
         )
-    from scans.dicom_series import load_dicom
+    from ichkit.scans.dicom_series import load_dicom
 
     return _scan_upload(lambda: load_dicom(folder), filename, names, limits)
 
@@ -274,7 +274,7 @@ def _volume_suffix(name: str) -> str:
 
 def _scan_upload(load, filename: str, names: dict[str, str], limits: UploadLimits) -> Upload:
     """Load one scan with a ``scans`` loader; skipped files are reported, not fatal."""
-    from scans import DatasetError
+    from ichkit.scans import DatasetError
 
     try:
         with warnings.catch_warnings():

@@ -19,7 +19,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from waitress import create_server
 
-from webapp import ServedRun, create_app
+from ichkit.webapp import ServedRun, create_app
 
 
 def main() -> None:

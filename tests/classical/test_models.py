@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from classical.models import PARAM_GRIDS
-from classical.persistence import load_model, save_model
-from classical.tuning import choose_threshold, fit_per_subtype, fit_tuned
-from experiments.registry import MODELS, get_model, list_models
+from ichkit.classical.models import PARAM_GRIDS
+from ichkit.classical.persistence import load_model, save_model
+from ichkit.classical.tuning import choose_threshold, fit_per_subtype, fit_tuned
+from ichkit.experiments.registry import MODELS, get_model, list_models
 
 
 def _data(n_patients=24, per_patient=10, seed=0):
@@ -51,7 +51,7 @@ def test_xgboost_weights_the_rare_class():
 
 
 def test_search_folds_keep_patients_together(monkeypatch):
-    import classical.tuning as tuning
+    import ichkit.classical.tuning as tuning
 
     seen = []
     original = tuning.GridSearchCV
@@ -109,3 +109,16 @@ def test_registry_builds_deep_models_by_name():
 def test_unknown_model_suggests_a_name():
     with pytest.raises(ValueError, match="Did you mean 'xgboost'"):
         get_model("xgbost")
+
+
+@pytest.mark.parametrize("factory", ["local", "dask"])
+def test_xgboost_is_class_balanced_on_either_backend(factory):
+    """balance_classes reads the parameter, not the class name, so ``--backend dask``
+    trains XGBoost with the same class balancing as the local path."""
+    from ichkit.classical.dask_xgboost import make_dask_xgboost
+    from ichkit.classical.models import make_xgboost
+    from ichkit.classical.tuning import balance_classes
+
+    pipeline = make_xgboost(random_state=0) if factory == "local" else make_dask_xgboost()
+    balanced = balance_classes(pipeline, [0, 0, 0, 1])
+    assert balanced.named_steps["model"].get_params()["scale_pos_weight"] == pytest.approx(3.0)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from deep.backbones import HEADS, build_classifier
+from ichkit.deep.backbones import HEADS, build_classifier
 
 
 @pytest.fixture(scope="module")

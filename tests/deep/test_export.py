@@ -7,8 +7,8 @@ import numpy as np
 import onnx
 import pytest
 
-from deep.export import export_onnx, keep_quantized_if_close, quantize_dynamic_int8
-from deep.inference import OnnxClassifier
+from ichkit.deep.export import export_onnx, keep_quantized_if_close, quantize_dynamic_int8
+from ichkit.deep.inference import OnnxClassifier
 
 SIZE = 32
 #: ONNX Runtime against Keras' predict, float32 (measured differences: up to 1e-7).

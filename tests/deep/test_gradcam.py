@@ -9,9 +9,9 @@ from PIL import Image
 from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
-from deep.gradcam import grad_cam, overlay, save_overlay
-from scans.phantom import make_phantom_scan
-from scans.windowing import Window
+from ichkit.deep.gradcam import grad_cam, overlay, save_overlay
+from ichkit.scans.phantom import make_phantom_scan
+from ichkit.scans.windowing import Window
 
 SIZE = 64
 

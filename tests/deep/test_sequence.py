@@ -8,7 +8,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from deep.sequence import (
+from ichkit.deep.sequence import (
     MaskedMaximum,
     ScanBatch,
     build_sequence_model,

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-import scans
-from deep.backbones import build_classifier
-from deep.data import SliceBatches, prepare_images
-from deep.training import balanced_class_weight, train_classifier
-from scans.phantom_writers import write_phantom
+from ichkit import scans
+from ichkit.deep.backbones import build_classifier
+from ichkit.deep.data import SliceBatches, prepare_images
+from ichkit.deep.training import balanced_class_weight, train_classifier
+from ichkit.scans.phantom_writers import write_phantom
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,6 @@ def test_training_runs_keeps_the_best_epoch_and_checkpoints(phantom, tmp_path):
 
 
 def test_cached_batches_equal_streamed_ones_and_skip_rereading(phantom, monkeypatch):
-    import deep.data
 
     expected = SliceBatches(phantom, np.arange(8), size=32, batch_size=4)[1][0]
     cached = SliceBatches(phantom, np.arange(8), size=32, batch_size=4, cache=True)

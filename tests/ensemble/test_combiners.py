@@ -6,7 +6,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV
 
-from ensemble import SoftVoting, StackingCombiner
+from ichkit.ensemble import SoftVoting, StackingCombiner
 
 
 def _members(n=400, seed=0):

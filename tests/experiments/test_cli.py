@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from experiments.cli import main
+from ichkit.experiments.cli import main
 
 
 def test_inspect_json_on_real_ctich(shared_data, capsys):

@@ -13,11 +13,11 @@ import yaml
 
 pytest.importorskip("distributed", reason="dask[distributed] is not installed")
 
-import scans
-from experiments.parallel import compute_backend
-from experiments.runner import run_experiment
-from features.extraction import extract_features
-from scans.phantom_writers import write_phantom
+from ichkit import scans
+from ichkit.experiments.parallel import compute_backend
+from ichkit.experiments.runner import run_experiment
+from ichkit.features.extraction import extract_features
+from ichkit.scans.phantom_writers import write_phantom
 
 #: xgboost.dask with the rows split over 2 workers: row subsampling and the quantile
 #: sketches are per worker, so the trees differ. Measured: on 400 synthetic rows at most
@@ -42,9 +42,9 @@ def cluster_client():
 
 
 def test_dask_xgboost_needs_a_cluster():  # before the module's cluster starts
-    from classical.dask_xgboost import DaskXGBoost
+    from ichkit.classical.dask_xgboost import DaskXGBoost
 
-    with pytest.raises(RuntimeError, match="compute_backend"):
+    with pytest.raises(RuntimeError, match="as_current"):
         DaskXGBoost().fit(np.zeros((4, 2)), [0, 1, 0, 1])
 
 
@@ -73,7 +73,7 @@ def test_dask_xgboost_matches_xgbclassifier(cluster_client):
     from sklearn.metrics import roc_auc_score
     from xgboost import XGBClassifier
 
-    from classical.dask_xgboost import DaskXGBoost
+    from ichkit.classical.dask_xgboost import DaskXGBoost
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 12)).astype(np.float32)
@@ -90,7 +90,7 @@ def test_dask_xgboost_matches_xgbclassifier(cluster_client):
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_dask_run_equals_local_run(phantom, tmp_path, monkeypatch):
-    from classical.models import PARAM_GRIDS
+    from ichkit.classical.models import PARAM_GRIDS
 
     # One candidate per model: the comparison is of the backends, not of the search.
     for name in ("logreg", "xgboost"):

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from experiments.metrics import binary_metrics, scan_predictions
+from ichkit.experiments.metrics import binary_metrics, scan_predictions
 
 
 def test_binary_metrics_match_scikit_learn():

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix
 
-from experiments.metrics import binary_metrics
-from experiments.report import (
+from ichkit.experiments.metrics import binary_metrics
+from ichkit.experiments.report import (
     _confusion_counts,
     comparison_latex,
     comparison_markdown,

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments.config import load_config
-from experiments.runner import run_experiment
-from scans import DatasetError
-from scans.phantom_writers import write_phantom
+from ichkit.experiments.config import load_config
+from ichkit.experiments.runner import run_experiment
+from ichkit.scans import DatasetError
+from ichkit.scans.phantom_writers import write_phantom
 
 REQUIRED = ["model", "level", "fold", "auc", "accuracy", "sensitivity", "specificity",
             "precision", "f1", "tp", "tn", "fp", "fn", "ms_per_slice"]  # fmt: skip
@@ -212,7 +212,7 @@ def test_run_killed_mid_way_resumes_to_the_same_tables(phantom, config, tmp_path
 
     settings = yaml.safe_load(config.read_text())
     config.write_text(yaml.safe_dump({**settings, "models": ["logreg", "knn", "voting"]}))
-    command = [sys.executable, "-m", "experiments.cli", "run", str(config), "--data",
+    command = [sys.executable, "-m", "ichkit", "run", str(config), "--data",
                str(phantom), "--cv", "2", "--out"]  # fmt: skip
     environment = {**os.environ, "PYTHONPATH": os.getcwd()}
     killed = tmp_path / "killed"

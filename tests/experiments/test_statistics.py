@@ -9,7 +9,7 @@ import scipy.stats
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import log_loss, roc_auc_score
 
-from experiments.statistics import (
+from ichkit.experiments.statistics import (
     bootstrap_ci,
     delong_test,
     expected_calibration_error,

@@ -3,8 +3,8 @@
 import numpy as np
 from scipy import ndimage
 
-import scans
-from features.brain import brain_mask
+from ichkit import scans
+from ichkit.features.brain import brain_mask
 
 
 def _head(size=128, lesion=False):

@@ -9,9 +9,9 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from features.union import FAMILIES, HandcraftedFeatures, make_family
-from scans import SUBTYPES
-from scans.phantom import make_phantom_scan
+from ichkit.features.union import FAMILIES, HandcraftedFeatures, make_family
+from ichkit.scans import SUBTYPES
+from ichkit.scans.phantom import make_phantom_scan
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_bad_input_and_bad_names():
 def test_family_selector_keeps_the_chosen_families():
     import pandas as pd
 
-    from features.union import FamilySelector
+    from ichkit.features.union import FamilySelector
 
     X = pd.DataFrame([[1.0, 2.0, 3.0]], columns=["firstorder_mean", "hog_0", "shape_area"])
     assert list(FamilySelector(("intensity", "shape")).fit_transform(X).columns) == [

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-import scans
-from features.extraction import extract_features, resolve_feature_config
-from scans.phantom_writers import write_phantom
+from ichkit import scans
+from ichkit.features.extraction import extract_features, resolve_feature_config
+from ichkit.scans.phantom_writers import write_phantom
 
 CONFIG = {"families": ["intensity", "bands"], "size": 32}
 
@@ -31,7 +31,7 @@ def test_parallel_equals_serial(phantom):
 
 
 def test_cache_returns_identical_features_and_follows_changes(phantom, tmp_path, monkeypatch):
-    import features.extraction as extraction
+    import ichkit.features.extraction as extraction
 
     cache = tmp_path / "cache"
     dataset = scans.load(phantom)

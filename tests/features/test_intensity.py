@@ -7,10 +7,10 @@ import pytest
 from scipy import stats
 from sklearn.base import clone
 
-import scans
-from features.brain import brain_mask
-from features.intensity import DEFAULT_BANDS, FirstOrderFeatures, HounsfieldBandFeatures
-from scans.phantom import make_phantom_scan
+from ichkit import scans
+from ichkit.features.brain import brain_mask
+from ichkit.features.intensity import DEFAULT_BANDS, FirstOrderFeatures, HounsfieldBandFeatures
+from ichkit.scans.phantom import make_phantom_scan
 
 EXTRACTORS = [FirstOrderFeatures, HounsfieldBandFeatures]
 BLOOD = "huband_blood_50_90"

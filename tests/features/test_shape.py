@@ -7,10 +7,10 @@ import pytest
 from skimage.measure import label, regionprops
 from sklearn.base import clone
 
-import scans
-from features.brain import brain_mask
-from features.shape import HyperdenseShapeFeatures
-from scans.phantom import make_phantom_scan
+from ichkit import scans
+from ichkit.features.brain import brain_mask
+from ichkit.features.shape import HyperdenseShapeFeatures
+from ichkit.scans.phantom import make_phantom_scan
 
 NAMES = [
     "shape_n_regions",

@@ -12,12 +12,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from features.gabor import GaborFeatures
-from features.glcm import PROPERTIES, GLCMFeatures
-from features.hog import HOGFeatures
-from features.lbp import LBPFeatures
-from scans import SUBTYPES
-from scans.phantom import make_phantom_scan
+from ichkit.features.gabor import GaborFeatures
+from ichkit.features.glcm import PROPERTIES, GLCMFeatures
+from ichkit.features.hog import HOGFeatures
+from ichkit.features.lbp import LBPFeatures
+from ichkit.scans import SUBTYPES
+from ichkit.scans.phantom import make_phantom_scan
 
 # Default parameters throughout; 64x64 slices keep the tests fast.
 EXTRACTORS = {
@@ -335,7 +335,7 @@ def test_gabor_strided_sampling_stays_close_to_full_resolution(phantom_slices):
     full = GaborFeatures().fit(phantom_slices)
     full.strides_ = [1] * len(full.strides_)
     image = phantom_slices[2]
-    from features.brain import brain_mask
+    from ichkit.features.brain import brain_mask
 
     mask = brain_mask(image)
     np.testing.assert_allclose(

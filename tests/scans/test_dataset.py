@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scans import DatasetError, ScanDataset
+from ichkit.scans import DatasetError, ScanDataset
 
 
 def _table():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import scans
-from scans import DatasetError, ScanReadError
+from ichkit import scans
+from ichkit.scans import DatasetError, ScanReadError
 
 
 def _write_png(path, value=100, size=16):

@@ -13,8 +13,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from scans.dicom import PADDING_HU, is_dicom, read_dicom_slice
-from scans.errors import ScanReadError
+from ichkit.scans.dicom import PADDING_HU, is_dicom, read_dicom_slice
+from ichkit.scans.errors import ScanReadError
 
 
 def central_median(pixels: np.ndarray, half: int = 40) -> float:

@@ -17,10 +17,10 @@ import pydicom
 import pytest
 from pydicom.uid import RLELossless
 
-import scans
-from scans.dicom import read_dicom_slice
-from scans.dicom_series import load_dicom
-from scans.errors import DatasetError, ScanReadError
+from ichkit import scans
+from ichkit.scans.dicom import read_dicom_slice
+from ichkit.scans.dicom_series import load_dicom
+from ichkit.scans.errors import DatasetError, ScanReadError
 
 #: Five axial slices 5 mm apart; file names and InstanceNumbers both disagree with position.
 SYNTHETIC_SERIES = {"c": (10.0, 4), "a": (20.0, 1), "e": (0.0, 3), "b": (15.0, 5), "d": (5.0, 2)}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from scans import ScanReadError
-from scans.labels import binary_value, read_labels, subtype_name
+from ichkit.scans import ScanReadError
+from ichkit.scans.labels import binary_value, read_labels, subtype_name
 
 
 def test_rsna_long_format_is_widened(tmp_path):

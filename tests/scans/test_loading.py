@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import scans
+from ichkit import scans
 
 
 def test_detects_each_real_layout(shared_data):

@@ -6,8 +6,8 @@ import nibabel
 import numpy as np
 import pytest
 
-import scans
-from scans.nifti import read_nifti_slice
+from ichkit import scans
+from ichkit.scans.nifti import read_nifti_slice
 
 
 def _save(path, data, affine=None):

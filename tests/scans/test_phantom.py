@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from scans import phantom_writers
-from scans.dataset import SUBTYPES
-from scans.phantom import (
+from ichkit.scans import phantom_writers
+from ichkit.scans.dataset import SUBTYPES
+from ichkit.scans.phantom import (
     MIN_LABEL_PIXELS,
     PhantomScan,
     make_phantom_scan,
     make_phantom_scans,
 )
-from scans.phantom_writers import PHANTOM_FORMATS, write_phantom
+from ichkit.scans.phantom_writers import PHANTOM_FORMATS, write_phantom
 
 SMALL = {"size": 64, "n_slices": 16}
 TINY = {"size": 32, "n_slices": 8}
@@ -320,7 +320,7 @@ def test_dicom_layout(tmp_path):
 def test_nifti_layout(tmp_path):
     import nibabel
 
-    from scans.nifti import ras_to_slices
+    from ichkit.scans.nifti import ras_to_slices
 
     root = write_phantom(tmp_path / "nifti", 2, seed=5, format="nifti", **TINY)
     scans = make_phantom_scans(2, seed=5, **TINY)

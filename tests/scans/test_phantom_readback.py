@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-import scans
-from scans.phantom import make_phantom_scans
-from scans.phantom_writers import PHANTOM_FORMATS, write_phantom
-from scans.windowing import Window
+from ichkit import scans
+from ichkit.scans.phantom import make_phantom_scans
+from ichkit.scans.phantom_writers import PHANTOM_FORMATS, write_phantom
+from ichkit.scans.windowing import Window
 
 N_SCANS, SIZE, N_SLICES, SEED = 5, 32, 8, 11
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scans import ScanReadError, read_image, read_slice
+from ichkit.scans import ScanReadError, read_image, read_slice
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,16 @@ from hypothesis import strategies as st
 from PIL import Image
 from scipy import ndimage
 
-import scans
-from scans._slice import SliceImage
-from scans.dataset import ScanDataset
-from scans.splits import PART_NAMES, Split, find_near_duplicates, grouped_kfold, patient_split
+from ichkit import scans
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.dataset import ScanDataset
+from ichkit.scans.splits import (
+    PART_NAMES,
+    Split,
+    find_near_duplicates,
+    grouped_kfold,
+    patient_split,
+)
 
 
 @st.composite
@@ -351,9 +357,9 @@ def test_near_duplicates_in_scan_dataset_with_mocked_reader(tmp_path, monkeypatc
 
 
 def test_near_duplicates_in_scan_dataset(tmp_path):
-    readers = pytest.importorskip("scans.readers")
+    readers = pytest.importorskip("ichkit.scans.readers")
     if not hasattr(readers, "read_slice"):
-        pytest.skip("scans.readers.read_slice not written yet")
+        pytest.skip("ichkit.scans.readers.read_slice not written yet")
     check_dataset_duplicates(png_dataset(tmp_path))
 
 
@@ -370,7 +376,7 @@ def test_near_duplicates_on_real_slices(shared_data, tmp_path):
     """Default hash settings: a re-encoded copy is found, other patients' slices are not."""
     import io
 
-    from scans.readers import read_image
+    from ichkit.scans.readers import read_image
 
     dataset = scans.load(shared_data / "ct-ich-dev")
     rows = np.arange(0, len(dataset), 6)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scans._slice import SliceImage
-from scans.transforms import (
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.transforms import (
     Compose,
     CropToHead,
     NeighborSlices,
@@ -17,7 +17,7 @@ from scans.transforms import (
     Transform,
     prepare_slice,
 )
-from scans.windowing import Window, WindowStack
+from ichkit.scans.windowing import Window, WindowStack
 
 SIZE = 128
 # Head: an ellipse centred at (70, 60) with radii 40 (rows) and 30 (columns).

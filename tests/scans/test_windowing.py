@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from scans._slice import SliceImage
-from scans.windowing import (
+from ichkit.scans._slice import SliceImage
+from ichkit.scans.windowing import (
     WINDOW_PRESETS,
     Window,
     WindowStack,

@@ -28,14 +28,14 @@ RUN_SETTINGS = {
 
 @pytest.fixture(scope="session")
 def phantom(tmp_path_factory) -> Path:
-    from scans.phantom_writers import write_phantom
+    from ichkit.scans.phantom_writers import write_phantom
 
     return write_phantom(tmp_path_factory.mktemp("web") / "png", 8, seed=4, size=48, n_slices=8)
 
 
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory, phantom) -> Path:
-    from experiments.runner import run_experiment
+    from ichkit.experiments.runner import run_experiment
 
     root = tmp_path_factory.mktemp("webrun")
     config = root / "tiny.yaml"
@@ -49,14 +49,14 @@ def run_dir(tmp_path_factory, phantom) -> Path:
 
 @pytest.fixture(scope="session")
 def served(run_dir):
-    from webapp import ServedRun
+    from ichkit.webapp import ServedRun
 
     return ServedRun(run_dir)
 
 
 @pytest.fixture(scope="session")
 def app(served):
-    from webapp import create_app
+    from ichkit.webapp import create_app
 
     return create_app(served)
 
@@ -77,7 +77,7 @@ def hemorrhage_slice(phantom) -> Path:
 @pytest.fixture(scope="session")
 def dicom_series(tmp_path_factory) -> Path:
     """A zip of one phantom DICOM series."""
-    from scans.phantom_writers import write_phantom
+    from ichkit.scans.phantom_writers import write_phantom
 
     root = tmp_path_factory.mktemp("dicom")
     data = write_phantom(root / "dicom", 2, seed=5, format="dicom", size=48, n_slices=8)
@@ -96,7 +96,7 @@ def dicom_folder(dicom_series) -> Path:
 
 @pytest.fixture(scope="session")
 def nifti_volume(tmp_path_factory) -> Path:
-    from scans.phantom_writers import write_phantom
+    from ichkit.scans.phantom_writers import write_phantom
 
     data = write_phantom(
         tmp_path_factory.mktemp("nifti") / "n", 1, seed=6, format="nifti", size=48, n_slices=8

@@ -55,8 +55,8 @@ def test_png_slice_gets_verdict_probability_threshold_and_heatmap(client, hemorr
 def test_served_folds_reproduce_the_runs_own_predictions(served, phantom, run_dir):
     """Each fold's model, served (CNN through ONNX), gives the probability the run
     recorded for its test slices."""
-    import scans
-    from webapp.uploads import Upload
+    from ichkit import scans
+    from ichkit.webapp.uploads import Upload
 
     dataset = scans.load(phantom)
     for name in ("logreg", "smallcnn"):
@@ -120,7 +120,7 @@ def test_every_bad_input_is_a_4xx_without_trace(client, bad_inputs, name, status
 
 
 def test_too_large_upload_is_413(served, hemorrhage_slice, tmp_path):
-    from webapp import create_app
+    from ichkit.webapp import create_app
 
     client = create_app(served, max_upload_mb=0.001, upload_dir=tmp_path).test_client()
     big = tmp_path / "big.png"
@@ -132,7 +132,7 @@ def test_too_large_upload_is_413(served, hemorrhage_slice, tmp_path):
 def test_uploads_stay_in_a_temporary_folder_removed_after_the_request(
     served, dicom_series, bad_inputs, tmp_path
 ):
-    from webapp import create_app
+    from ichkit.webapp import create_app
 
     client = create_app(served, upload_dir=tmp_path).test_client()
     assert _post(client, dicom_series).status_code == 200

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 
-from experiments.cli import main
+from ichkit.experiments.cli import main
 
 
 def test_without_a_run_it_says_how_to_make_one(capsys):
@@ -28,7 +28,7 @@ def test_serves_the_run_on_loopback(run_dir):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "experiments.cli", "serve", str(run_dir), "--port", str(port)]
+    command = [sys.executable, "-m", "ichkit", "serve", str(run_dir), "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline, models = time.monotonic() + 120, None

@@ -11,7 +11,7 @@ import nibabel
 import numpy as np
 import pytest
 
-from webapp.uploads import UploadError, UploadLimits, read_upload
+from ichkit.webapp.uploads import UploadError, UploadLimits, read_upload
 
 
 def _upload(source: Path, folder: Path, limits: UploadLimits | None = None):

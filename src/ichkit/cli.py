@@ -95,8 +95,8 @@ def _build_parser() -> argparse.ArgumentParser:
 def _inspect(arguments: argparse.Namespace) -> int:
     import warnings
 
-    import scans
-    from scans.inspect import format_inspection, inspect
+    from ichkit import scans
+    from ichkit.scans.inspect import format_inspection, inspect
 
     with warnings.catch_warnings():
         # The summary lists every skipped file; the loader's warning would repeat it.
@@ -114,7 +114,7 @@ def _inspect(arguments: argparse.Namespace) -> int:
 
 
 def _phantom(arguments: argparse.Namespace) -> int:
-    from scans.phantom_writers import write_phantom
+    from ichkit.scans.phantom_writers import write_phantom
 
     out = write_phantom(
         arguments.out,
@@ -129,7 +129,7 @@ def _phantom(arguments: argparse.Namespace) -> int:
 
 
 def _run(arguments: argparse.Namespace) -> int:
-    from experiments.runner import run_experiment
+    from ichkit.experiments.runner import run_experiment
 
     models = arguments.models.split(",") if arguments.models else None
     backend = arguments.backend or ("dask" if arguments.scheduler else None)
@@ -163,7 +163,7 @@ def _serve(arguments: argparse.Namespace) -> int:
 
     import waitress
 
-    from webapp import DISCLAIMER, ServedRun, create_app
+    from ichkit.webapp import DISCLAIMER, ServedRun, create_app
 
     served = ServedRun(arguments.run_dir, onnx=not arguments.no_onnx)
     app = create_app(served, max_upload_mb=arguments.max_upload_mb)
@@ -181,12 +181,8 @@ def _serve(arguments: argparse.Namespace) -> int:
 
 
 def _list_models(arguments: argparse.Namespace) -> int:
-    from experiments.registry import MODELS
+    from ichkit.experiments.registry import MODELS
 
     for name, spec in MODELS.items():
         print(f"{name:10s} {spec.family}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

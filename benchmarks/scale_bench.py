@@ -74,7 +74,7 @@ def _measure_in_new_process(data: Path, n_slices: int, n_workers: int, features:
 
 def _phantom(data: Path, n_slices: int) -> None:
     """A phantom of at least ``n_slices`` 128-pixel PNG slices, written once."""
-    from ichkit.scans.phantom_writers import write_phantom
+    from ichkit.scans.phantom import write_phantom
 
     if not (data / "labels.csv").is_file():
         write_phantom(data, math.ceil(n_slices / SLICES_PER_SCAN), seed=0, size=128,

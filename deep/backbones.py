@@ -14,21 +14,31 @@ out-of-fold AUC fell from 0.90 to 0.56 on real data with it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 from keras import layers
 
-from ichkit.scans._checks import unknown_name_message
+from ichkit.scans.validation import unknown_name_message
 
-__all__ = ["HEADS", "MIN_INPUT_SIZE", "build_classifier"]
+__all__ = [
+    "HEADS",
+    "MIN_INPUT_SIZE",
+    "build_classifier",
+    "mobilenet",
+    "mobilenetv2",
+    "resnet50",
+    "small_cnn",
+    "vgg16",
+]
 
 #: Smallest input side each head accepts (five 2x downsamplings need 32 pixels).
 MIN_INPUT_SIZE = 32
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
-def _small_cnn(inputs, weights):
+def small_cnn(inputs, weights):
     """Four convolution blocks (16-128 filters): trains in minutes on a CPU."""
     if weights is not None:
         raise ValueError("The small CNN has no pretrained weights; use weights=None or a path.")
@@ -42,37 +52,39 @@ def _small_cnn(inputs, weights):
     return x
 
 
-def _mobilenet(inputs, weights):
+def mobilenet(inputs, weights):
     x = layers.Rescaling(2.0, offset=-1.0, name="scale_to_unit_range")(inputs)
     model = keras.applications.MobileNet(include_top=False, weights=weights, input_tensor=x)
     return model.output
 
 
-def _mobilenetv2(inputs, weights):
+def mobilenetv2(inputs, weights):
     x = layers.Rescaling(2.0, offset=-1.0, name="scale_to_unit_range")(inputs)
     model = keras.applications.MobileNetV2(include_top=False, weights=weights, input_tensor=x)
     return model.output
 
 
-def _resnet50(inputs, weights):
+def resnet50(inputs, weights):
     x = CaffePreprocess(name="caffe_preprocess")(inputs)
     model = keras.applications.ResNet50(include_top=False, weights=weights, input_tensor=x)
     return model.output
 
 
-def _vgg16(inputs, weights):
+def vgg16(inputs, weights):
     x = CaffePreprocess(name="caffe_preprocess")(inputs)
     model = keras.applications.VGG16(include_top=False, weights=weights, input_tensor=x)
     return model.output
 
 
-#: Head name -> backbone builder, the names configs and ``--models`` use.
+#: The built-in heads by name. A backbone is ``backbone(inputs, weights) -> feature map``
+#: (``weights``: None or "imagenet"); ``build_classifier(backbone=...)`` takes any such
+#: function, e.g. one a user registered (``ichkit.experiments.registry.register_model``).
 HEADS = {
-    "smallcnn": _small_cnn,
-    "mobilenet": _mobilenet,
-    "mobilenetv2": _mobilenetv2,
-    "resnet50": _resnet50,
-    "vgg16": _vgg16,
+    "smallcnn": small_cnn,
+    "mobilenet": mobilenet,
+    "mobilenetv2": mobilenetv2,
+    "resnet50": resnet50,
+    "vgg16": vgg16,
 }
 
 
@@ -91,6 +103,7 @@ def build_classifier(
     *,
     n_outputs: int = 1,
     weights: str | Path | None = None,
+    backbone: Callable | None = None,
     dropout: float = 0.3,
     batchnorm_momentum: float = 0.9,
     seed: int | None = None,
@@ -99,7 +112,9 @@ def build_classifier(
 
     Parameters
     ----------
-    name : {'smallcnn', 'mobilenet', 'mobilenetv2', 'resnet50', 'vgg16'}
+    name : str
+        The model's name; without ``backbone``, one of the built-in heads
+        ('smallcnn', 'mobilenet', 'mobilenetv2', 'resnet50', 'vgg16').
     input_shape : (height, width, 3), default=(224, 224, 3)
         224 as in the seed paper; smaller (64-128) for CPU profiles.
     n_outputs : int, default=1
@@ -108,6 +123,9 @@ def build_classifier(
         None trains from scratch (offline default). "imagenet" loads Keras'
         ImageNet weights (needs the network or the files in ``~/.keras/models``).
         A path loads weights saved from a model of the same head and shape.
+    backbone : callable, default=None
+        ``backbone(inputs, weights) -> feature map``: a head of your own; None uses the
+        built-in head called ``name``.
     dropout : float, default=0.3
     batchnorm_momentum : float, default=0.9
     seed : int, default=None
@@ -127,8 +145,10 @@ def build_classifier(
     FileNotFoundError
         A weights path that does not exist.
     """
-    if name not in HEADS:
-        raise ValueError(unknown_name_message("model", name, HEADS))
+    if backbone is None:
+        if name not in HEADS:
+            raise ValueError(unknown_name_message("model", name, HEADS))
+        backbone = HEADS[name]
     height, width, channels = input_shape
     if channels != 3 or min(height, width) < MIN_INPUT_SIZE:
         raise ValueError(
@@ -147,7 +167,7 @@ def build_classifier(
         keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=input_shape, name="image")
     try:
-        backbone = HEADS[name](inputs, "imagenet" if weights == "imagenet" else None)
+        features = backbone(inputs, "imagenet" if weights == "imagenet" else None)
     except Exception as error:  # noqa: BLE001 - download and file errors vary by backend
         if weights != "imagenet":
             raise
@@ -156,7 +176,7 @@ def build_classifier(
             "on first use and kept in ~/.keras/models; without network access put the file "
             "there, or use weights=None (train from scratch) or a weights path."
         ) from error
-    x = layers.Activation("linear", name="features")(backbone)
+    x = layers.Activation("linear", name="features")(features)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(n_outputs, activation="sigmoid", name="hemorrhage")(x)

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from ichkit.scans._checks import (
+from ichkit.scans.validation import (
     check_bool,
     check_fraction,
     check_int,

@@ -1,16 +1,24 @@
-"""Experiment configs: YAML sets the defaults, command-line flags override them."""
+"""Experiment configs: YAML sets the defaults, command-line flags override them.
+
+A config is a YAML file or the name of a preset shipped with the package
+(``ichkit list-configs``): ``quick`` (every family, CPU-sized) and ``paper`` (the seed
+study's settings), so ``ichkit run quick ...`` works from any folder after
+``pip install ichkit``.
+"""
 
 from __future__ import annotations
 
 import copy
+from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from ichkit.experiments.registry import MODELS, check_model_names
+from ichkit.experiments.registry import check_model_names, family_of, list_models
 from ichkit.features.extraction import resolve_feature_config
+from ichkit.scans.validation import unknown_name_message
 
-__all__ = ["DEFAULT_CONFIG", "load_config"]
+__all__ = ["DEFAULT_CONFIG", "list_configs", "load_config", "preset_path"]
 
 DEFAULT_CONFIG = {
     "seed": 0,
@@ -53,17 +61,54 @@ DEFAULT_CONFIG = {
 }
 
 
+def _presets():
+    """The preset YAML files shipped in ``ichkit.experiments``' ``configs/`` folder."""
+    folder = resources.files("ichkit.experiments") / "configs"
+    return {item.name.removesuffix(".yaml"): item for item in folder.iterdir()
+            if item.name.endswith(".yaml")}  # fmt: skip
+
+
+def list_configs() -> dict[str, str]:
+    """Preset name -> its description: the first sentence of its YAML's opening comment."""
+    described = {}
+    for name, item in sorted(_presets().items()):
+        comment = []
+        for line in item.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            comment.append(line.lstrip("# ").strip())
+        text = " ".join(comment)
+        described[name] = text.split(". ")[0].rstrip(".")
+    return described
+
+
+def preset_path(name: str):
+    """The YAML of preset ``name`` (a ``Traversable``); a ValueError with a did-you-mean."""
+    presets = _presets()
+    if name not in presets:
+        raise ValueError(
+            unknown_name_message("config preset", name, presets)
+            + " Give a YAML file's path, or see 'ichkit list-configs'."
+        )
+    return presets[name]
+
+
 def load_config(path: str | Path, **overrides) -> dict:
-    """Read a YAML config over ``DEFAULT_CONFIG``; non-None ``overrides`` win.
+    """Read a config (a YAML file, or a preset's name) over ``DEFAULT_CONFIG``;
+    non-None ``overrides`` win.
 
     Everything is checked here, before any data is read or model trained: unknown
     keys, unknown model names (with a did-you-mean), feature settings.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Config file '{path}' does not exist.")
-    with open(path) as file:
-        loaded = yaml.safe_load(file) or {}
+    if Path(path).is_file():
+        path = Path(path)
+    elif str(path).endswith((".yaml", ".yml")) or Path(path).parent != Path("."):
+        raise FileNotFoundError(
+            f"Config file '{path}' does not exist. Presets: {', '.join(list_configs())}."
+        )
+    else:
+        path = preset_path(str(path))
+    loaded = yaml.safe_load(path.read_text()) or {}
     if not isinstance(loaded, dict):
         raise ValueError(f"Config '{path}' must be a YAML mapping; got {type(loaded).__name__}.")
     unknown = set(loaded) - set(DEFAULT_CONFIG)
@@ -100,7 +145,7 @@ def load_config(path: str | Path, **overrides) -> dict:
 
 def _check_sequence(settings: dict) -> None:
     """The sequence section names a CNN head and an input kind."""
-    cnn_heads = [name for name, spec in MODELS.items() if spec.family == "cnn"]
+    cnn_heads = list_models(family="cnn")
     if settings["cnn"] not in cnn_heads:
         raise ValueError(
             f"sequence.cnn must name a CNN head ({', '.join(cnn_heads)}). Got {settings['cnn']!r}."
@@ -116,7 +161,7 @@ def _check_ensemble(settings: dict) -> None:
     if members is None:
         return
     check_model_names(members)
-    wrong = [name for name in members if MODELS[name].family == "ensemble"]
+    wrong = [name for name in members if family_of(name).reads == "predictions"]
     if wrong:
         raise ValueError(f"ensemble.members cannot hold ensembles; got {', '.join(wrong)}.")
 

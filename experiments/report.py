@@ -29,6 +29,7 @@ from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 from ichkit.experiments import _io
 from ichkit.experiments.metrics import has_multislice_scans, scan_predictions
+from ichkit.experiments.run_folder import RunFolder
 from ichkit.experiments.statistics import expected_calibration_error, reliability_table
 
 __all__ = [
@@ -488,7 +489,7 @@ def _save_figure(figure: Figure, path: str | Path) -> Path:
 
 
 def write_report(
-    out: str | Path,
+    out: str | Path | RunFolder,
     predictions: pd.DataFrame,
     metrics: pd.DataFrame,
     summary: pd.DataFrame,
@@ -507,8 +508,8 @@ def write_report(
 
     Parameters
     ----------
-    out : str or pathlib.Path
-        The run folder; created if absent.
+    out : str, pathlib.Path or RunFolder
+        The run folder; created if absent. ``RunFolder`` names every file.
     predictions : pandas.DataFrame
         As for :func:`plot_roc`.
     metrics : pandas.DataFrame
@@ -533,25 +534,30 @@ def write_report(
     ValueError
         If a table lacks a needed column, or two model names give the same file name.
     """
-    out = Path(out)
+    run = out if isinstance(out, RunFolder) else RunFolder(out)
+    out = run.root
     _check_columns(predictions, _PREDICTION_COLUMNS, "predictions", "write_report")
     _check_columns(metrics, _METRIC_COLUMNS, "metrics", "write_report")
     _check_columns(summary, _SUMMARY_COLUMNS, "summary", "write_report")
     file_names = _model_file_names(predictions)
     levels = list(_LEVELS) if has_multislice_scans(predictions) else ["slice"]
-    written = {
-        "comparison.md": _io.write_text(out / "comparison.md", comparison_markdown(summary) + "\n"),
-        "comparison.tex": _io.write_text(out / "comparison.tex", comparison_latex(summary) + "\n"),
+    tables = {
+        "markdown": comparison_markdown(summary),
+        "latex": comparison_latex(summary),
     }
+    written = {}
+    for kind, table in tables.items():
+        path = _io.write_text(run.report_path(kind), table + "\n")
+        written[path.relative_to(out).as_posix()] = path
     curves, confusions = [], []
     for level in levels:
-        curves.append(plot_roc(predictions, out / "plots" / f"roc_{level}.png", level=level))
+        curves.append(plot_roc(predictions, run.plot_path(f"roc_{level}"), level=level))
         curves.append(
-            plot_reliability(predictions, out / "plots" / f"reliability_{level}.png", level=level)
+            plot_reliability(predictions, run.plot_path(f"reliability_{level}"), level=level)
         )
     for level in levels:
         for model, file_name in file_names.items():
-            path = out / "plots" / f"confusion_{file_name}_{level}.png"
+            path = run.plot_path(f"confusion_{file_name}_{level}")
             confusions.append(plot_confusion(predictions, path, model=model, level=level))
     for path in curves + confusions:
         written[path.relative_to(out).as_posix()] = path
@@ -564,7 +570,8 @@ def write_report(
         config=config,
         notes=[notes] if isinstance(notes, str) else list(notes),
     )
-    written["report.html"] = _io.write_text(out / "report.html", page)
+    path = _io.write_text(run.report_path("html"), page)
+    written[path.relative_to(out).as_posix()] = path
     return written
 
 

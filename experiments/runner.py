@@ -15,23 +15,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 from tqdm.auto import tqdm
 
 from ichkit import scans
-from ichkit.classical.persistence import package_versions
 from ichkit.classical.tuning import choose_threshold
 from ichkit.experiments import _io
 from ichkit.experiments.config import load_config
-from ichkit.experiments.fitting import fit_classical, fit_cnn, fit_ensemble, fit_sequence
+from ichkit.experiments.families import FoldData
 from ichkit.experiments.metrics import scan_predictions
 from ichkit.experiments.parallel import compute_backend, n_jobs_for
-from ichkit.experiments.registry import MODELS, model_file
+from ichkit.experiments.registry import family_of
 from ichkit.experiments.report import write_report
+from ichkit.experiments.run_folder import RunFolder
 from ichkit.experiments.tables import compute_metrics, summarise
+from ichkit.experiments.versions import used_package_versions
 from ichkit.features.extraction import default_cache_dir, extract_features, time_features
 
-__all__ = ["read_predictions", "run_experiment"]
+__all__ = ["run_experiment"]
 
 _PREDICTION_COLUMNS = ["path", "patient_id", "scan_id", "slice_index", "label"]
 
@@ -48,6 +48,8 @@ def run_experiment(
 ) -> pd.DataFrame:
     """Run a comparison and write it to ``out``; returns the metrics table.
 
+    ``config_path`` is a YAML file or the name of a preset (``ichkit list-configs``).
+
     Everything that can be checked is checked before any training: the config,
     the model names, the data path, that the data has both classes. Models the
     data cannot serve (sequence models on loose slices) are skipped with the reason
@@ -56,39 +58,38 @@ def run_experiment(
     ``dask`` backend the joblib work and XGBoost run on a Dask cluster.
     """
     config = load_config(config_path, cv=cv, models=models, parallel=parallel)
-    data, out = Path(data), Path(out)
+    data, run = Path(data), RunFolder(out)
     if not data.exists():
         raise FileNotFoundError(f"Data set path '{data}' does not exist.")
     resolved = {**config, "data": str(data)}
-    _check_resumable(out, resolved)
+    _check_resumable(run, resolved)
     dataset = scans.load(data)
     dataset.require_trainable()
     models_to_run = _runnable_models(config, dataset)
     settings = config["parallel"]
     with compute_backend(settings["backend"], scheduler=settings["scheduler"],
                          n_workers=settings["n_workers"] or config["n_jobs"]):  # fmt: skip
-        return _run(config, resolved, dataset, models_to_run, data, out, progress)
+        return _run(config, resolved, dataset, models_to_run, data, run, progress)
 
 
-def _run(config, resolved, dataset, models_to_run, data: Path, out: Path, progress: bool):
+def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, progress: bool):
     """The run itself, inside the configured compute backend."""
     names, members, notes = models_to_run
     n_jobs = n_jobs_for(config["parallel"]["backend"], config["n_jobs"])
-    out.mkdir(parents=True, exist_ok=True)
-    _io.write_yaml(out / "config.yaml", resolved)
-    _io.write_json(out / "versions.json", package_versions())
-    _io.write_json(out / "inspection.json", scans.inspect(dataset))
-    _io.write_json(out / "notes.json", notes)
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.write_config(resolved)
+    run.write_json(run.inspection_path, scans.inspect(dataset))
+    run.write_json(run.notes_path, notes)
 
-    classical = [name for name in names if MODELS[name].family == "classical"]
+    with_features = [name for name in names if family_of(name).name == "classical"]
     rows, X, feature_ms = dataset.table, None, 0.0
-    if classical:
+    if with_features:
         features, skipped = extract_features(
             dataset, config["features"], cache_dir=default_cache_dir(), n_jobs=n_jobs,
             progress=progress,
         )  # fmt: skip
         if skipped:
-            _io.write_json(out / "skipped.json", [item.__dict__ for item in skipped])
+            run.write_json(run.skipped_path, [item.__dict__ for item in skipped])
         rows, X = dataset.table.loc[features.index], features
         feature_ms = time_features(dataset, config["features"])
     rows = rows[rows["label"].notna().to_numpy()]
@@ -98,17 +99,13 @@ def _run(config, resolved, dataset, models_to_run, data: Path, out: Path, progre
     folds = list(_folds(config, groups, y))
     bar = tqdm(total=len(folds) * len(names), desc="models x folds", disable=not progress)
     for fold, train, validation, test in folds:
+        data_fold = FoldData(fold, dataset, rows, train, validation, test, X, members)
         for name in names:
             bar.set_postfix_str(f"fold {fold} {name}")
-            path = out / "predictions" / f"{name}__fold{fold}.csv"
-            if not path.exists():
-                fit = _fit(
-                    name, dataset, rows, X, (train, validation, test), config, out, fold, members
-                )
-                if name in classical:
+            if not run.predictions_path(name, fold).exists():
+                fit = family_of(name).fit_fold(name, data_fold, config, run)
+                if name in with_features:
                     fit.ms_per_slice += feature_ms
-                _io.write_csv(out / "held_out" / f"{name}__fold{fold}.csv",
-                              fit.held_out.reset_index())  # fmt: skip
                 predictions = rows.iloc[test][_PREDICTION_COLUMNS].assign(
                     row=rows.index[test],
                     model=name,
@@ -118,19 +115,21 @@ def _run(config, resolved, dataset, models_to_run, data: Path, out: Path, progre
                     scan_threshold=_scan_threshold(fit.held_out, rows),
                     ms_per_slice=fit.ms_per_slice,
                 )
-                _io.write_csv(path, predictions)
+                run.write_predictions(name, fold, fit.held_out, predictions)
             bar.update()
     bar.close()
 
-    predictions = read_predictions(out, names)
+    predictions = run.read_predictions(names)
     metrics = compute_metrics(predictions)
-    _io.write_csv(out / "metrics.csv", metrics)
+    _io.write_csv(run.metrics_path, metrics)
     summary = summarise(metrics, predictions, n_resamples=config["bootstrap"],
                         random_state=config["seed"], n_jobs=n_jobs)  # fmt: skip
-    _io.write_csv(out / "summary.csv", summary)
+    _io.write_csv(run.summary_path, summary)
     note_lines = [f"{name}: {reason}" for name, reason in notes.items()]
-    write_report(out, predictions, metrics, summary, title=f"ichkit comparison on {data.name}",
+    write_report(run, predictions, metrics, summary, title=f"ichkit comparison on {data.name}",
                  config=resolved, notes=note_lines)  # fmt: skip
+    # Last, so that it lists every package the run imported (Keras, torch, ONNX, ...).
+    run.write_json(run.versions_path, used_package_versions())
     return metrics
 
 
@@ -139,17 +138,18 @@ def _runnable_models(config: dict, dataset) -> tuple[list[str], list[str], dict[
     reason for each model left out."""
     notes, names = {}, []
     for name in config["models"]:
-        if MODELS[name].family == "sequence" and not dataset.is_ordered:
+        family = family_of(name)
+        if family.reads == "scans" and not dataset.is_ordered:
             notes[name] = (
                 f"skipped: needs slices ordered within scans; this data set "
                 f"({dataset.layout}) has loose slices"
             )
-        elif MODELS[name].family != "ensemble":
+        elif family.reads != "predictions":
             names.append(name)
     members = config["ensemble"]["members"] or names
     members = [name for name in members if name in names]
     for name in config["models"]:
-        if MODELS[name].family != "ensemble":
+        if family_of(name).reads != "predictions":
             continue
         if len(members) < 2:
             notes[name] = f"skipped: needs two or more members; this run has {members}"
@@ -162,30 +162,6 @@ def _runnable_models(config: dict, dataset) -> tuple[list[str], list[str], dict[
     return names, members, notes
 
 
-def _fit(name, dataset, rows, X, parts, config, out, fold, members):
-    """Dispatch one model x fold to its family's ``ichkit.experiments.fitting`` function."""
-    family = MODELS[name].family
-    train, validation, test = parts
-    if family == "classical":
-        return fit_classical(name, X, rows["label"].astype(int).to_numpy(),
-                             rows["patient_id"].to_numpy(), parts, config,
-                             model_file(out, name, fold))  # fmt: skip
-    if family == "ensemble":
-        loaded = {
-            member: (
-                pd.read_csv(out / "predictions" / f"{member}__fold{fold}.csv"),
-                pd.read_csv(out / "held_out" / f"{member}__fold{fold}.csv", index_col="row"),
-            )
-            for member in members
-        }
-        return fit_ensemble(name, loaded, rows, config, model_file(out, name, fold))
-    indices = [rows.index[part] if part is not None else None for part in parts]
-    fit = fit_cnn if family == "cnn" else fit_sequence
-    labels = rows["label"].astype(int).to_numpy()
-    return fit(name, dataset, indices, rows["patient_id"].to_numpy()[train], labels[train],
-               config, out, fold)  # fmt: skip
-
-
 def _scan_threshold(held_out: pd.DataFrame, rows: pd.DataFrame) -> float:
     """Youden threshold on the maximum slice probability of the held-out scans that
     chose the slice threshold (a scan is positive if any slice is)."""
@@ -195,13 +171,12 @@ def _scan_threshold(held_out: pd.DataFrame, rows: pd.DataFrame) -> float:
     return choose_threshold(scans_table["label"].to_numpy(), scans_table["probability"])
 
 
-def _check_resumable(out: Path, config: dict) -> None:
+def _check_resumable(run: RunFolder, config: dict) -> None:
     """Refuse to resume a run folder made with other settings: its finished
     predictions would be mixed with new ones. Adding models is fine."""
-    saved_path = out / "config.yaml"
-    if not saved_path.is_file():
+    if not run.config_path.is_file():
         return
-    saved = yaml.safe_load(saved_path.read_text())
+    saved = run.read_config()
     changed = sorted(
         key
         for key in set(saved) | set(config)
@@ -209,7 +184,7 @@ def _check_resumable(out: Path, config: dict) -> None:
     )
     if changed:
         raise ValueError(
-            f"Run folder '{out}' was made with other settings ({', '.join(changed)} differ); "
+            f"Run folder '{run.root}' was made with other settings ({', '.join(changed)} differ); "
             "resuming would mix results. Use a new --out, or the same config and flags."
         )
 
@@ -223,10 +198,3 @@ def _folds(config: dict, groups: np.ndarray, y: np.ndarray):
     else:
         split = scans.patient_split(groups, y, random_state=config["seed"], **config["split"])
         yield 0, split.train, split.validation, split.test
-
-
-def read_predictions(out: str | Path, models: list[str]) -> pd.DataFrame:
-    """Every finished model x fold's test predictions in a run folder, in model order."""
-    folder = Path(out) / "predictions"
-    paths = [path for name in models for path in sorted(folder.glob(f"{name}__fold*.csv"))]
-    return pd.concat([pd.read_csv(p, dtype={"patient_id": str, "scan_id": str}) for p in paths])

@@ -28,7 +28,7 @@ import pandas as pd
 import scipy.stats
 from numpy.typing import ArrayLike
 
-from ichkit.scans._checks import as_generator, check_int
+from ichkit.scans.validation import as_generator, check_int
 
 __all__ = [
     "bootstrap_ci",

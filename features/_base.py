@@ -6,8 +6,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ichkit.features._checks import check_params
 from ichkit.features.brain import brain_mask
+from ichkit.scans.validation import check_params
 
 
 class SliceFeatures(TransformerMixin, BaseEstimator):

@@ -39,7 +39,7 @@ import math
 import numpy as np
 
 from ichkit.features._base import SliceFeatures
-from ichkit.features._checks import check_distinct, number_label
+from ichkit.scans.validation import check_distinct, number_label
 from ichkit.scans.windowing import Window
 
 __all__ = ["GaborFeatures", "MIN_SAMPLES"]

@@ -19,8 +19,8 @@ import functools
 import numpy as np
 
 from ichkit.features._base import SliceFeatures
-from ichkit.features._checks import check_distinct, number_label
 from ichkit.features.brain import bounding_box
+from ichkit.scans.validation import check_distinct, number_label
 
 __all__ = ["GLCMFeatures"]
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ichkit.features._base import SliceFeatures
-from ichkit.features._checks import check_band, check_unique, number_label
 from ichkit.features.brain import TISSUE_HU
+from ichkit.scans.validation import check_band, check_unique, number_label
 
 __all__ = ["BLOOD_BAND", "DEFAULT_BANDS", "FirstOrderFeatures", "HounsfieldBandFeatures"]
 

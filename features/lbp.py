@@ -33,8 +33,8 @@ import math
 import numpy as np
 
 from ichkit.features._base import SliceFeatures
-from ichkit.features._checks import check_distinct, number_label
 from ichkit.features.brain import bounding_box
+from ichkit.scans.validation import check_distinct, number_label
 
 __all__ = ["LBPFeatures", "TIE_TOLERANCE"]
 

@@ -14,8 +14,8 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, cKDTree
 
 from ichkit.features._base import SliceFeatures
-from ichkit.features._checks import check_band
 from ichkit.features.intensity import BLOOD_BAND
+from ichkit.scans.validation import check_band
 
 __all__ = ["HyperdenseShapeFeatures"]
 

@@ -10,7 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ichkit.features._base import SliceFeatures, _check_slices
 from ichkit.features.brain import brain_mask
-from ichkit.scans._checks import unknown_name_message
+from ichkit.scans.validation import unknown_name_message
 
 __all__ = [
     "DEFAULT_FAMILIES",
@@ -19,6 +19,7 @@ __all__ = [
     "FamilySelector",
     "HandcraftedFeatures",
     "make_family",
+    "register_feature_family",
 ]
 
 #: Feature family name -> extractor class ("module:Class"), imported when used.
@@ -44,12 +45,52 @@ FAMILY_PREFIXES = {
 }
 
 
+def register_feature_family(
+    name: str, extractor: str | type, *, prefix: str, overwrite: bool = False
+) -> None:
+    """Add a feature family, so configs (``features: {families: [..., name]}``), the
+    classical models' family choice, ``ichkit run`` and ``ichkit serve`` know it.
+
+    Parameters
+    ----------
+    name : str
+        The family's name in configs.
+    extractor : str or type
+        A ``SliceFeatures`` subclass (``ichkit.features._base``: implement
+        ``_features(image, mask)`` and ``get_feature_names_out``), or its
+        ``"module:Class"``; a string keeps it importable by ``ichkit serve``.
+    prefix : str
+        How its feature names begin (``"myfamily_"``): the classical models choose
+        families by these prefixes, so it must be unique.
+    overwrite : bool, default=False
+        Replace a family of the same name (refused otherwise).
+    """
+    if name in FAMILIES and not overwrite:
+        raise ValueError(
+            f"A feature family named '{name}' is already registered; pass overwrite=True "
+            "to replace it."
+        )
+    clashes = [other for other, known in FAMILY_PREFIXES.items() if other != name
+               and (known.startswith(prefix) or prefix.startswith(known))]  # fmt: skip
+    if clashes:
+        raise ValueError(
+            f"The 'prefix' parameter of register_feature_family must not overlap another "
+            f"family's feature names ({clashes[0]}: '{FAMILY_PREFIXES[clashes[0]]}'). "
+            f"Got {prefix!r}."
+        )
+    FAMILIES[name] = extractor
+    FAMILY_PREFIXES[name] = prefix
+
+
 def make_family(name: str, **params) -> SliceFeatures:
     """The extractor of one family (``glcm``, ``lbp``, ...) with its parameters."""
     if name not in FAMILIES:
         raise ValueError(unknown_name_message("feature family", name, FAMILIES))
-    module, cls = FAMILIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**params)
+    extractor = FAMILIES[name]
+    if isinstance(extractor, str):
+        module, cls = extractor.split(":")
+        extractor = getattr(importlib.import_module(module), cls)
+    return extractor(**params)
 
 
 class HandcraftedFeatures(SliceFeatures):

@@ -57,7 +57,8 @@ def inspect(
 
 
 def _split_and_duplicates(dataset: ScanDataset, random_state: int) -> dict[str, Any]:
-    from ichkit.scans.splits import find_near_duplicates, patient_split
+    from ichkit.scans.duplicates import find_near_duplicates
+    from ichkit.scans.splits import patient_split
 
     split = patient_split(dataset.groups, dataset.labels, random_state=random_state)
     parts = split.part_names()

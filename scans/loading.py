@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ichkit.scans._checks import unknown_name_message
 from ichkit.scans.dataset import ScanDataset
 from ichkit.scans.dicom import is_dicom
 from ichkit.scans.errors import DatasetError
 from ichkit.scans.nifti import NIFTI_SUFFIXES
 from ichkit.scans.readers import IMAGE_SUFFIXES
+from ichkit.scans.validation import unknown_name_message
 
 __all__ = ["load", "detect_layout", "LAYOUTS"]
 
@@ -64,7 +64,7 @@ def load(
 
     Examples
     --------
-    >>> import scans
+    >>> from ichkit import scans
     >>> dataset = scans.load("data/ct-ich")  # doctest: +SKIP
     >>> dataset.table[["patient_id", "slice_index", "label"]].head()  # doctest: +SKIP
     """
@@ -75,11 +75,11 @@ def load(
     if layout not in LAYOUTS:
         raise ValueError(unknown_name_message("layout", layout, LAYOUTS))
     if layout == "ctich":
-        from ichkit.scans.datasets import load_ctich
+        from ichkit.scans.image_folders import load_ctich
 
         dataset = load_ctich(path, strict=strict, verify=verify)
     elif layout == "nifti":
-        from ichkit.scans.nifti import load_nifti
+        from ichkit.scans.nifti_series import load_nifti
 
         dataset = load_nifti(path, strict=strict, verify=verify)
     elif layout == "dicom":
@@ -87,13 +87,13 @@ def load(
 
         dataset = load_dicom(path, labels=labels, strict=strict, verify=verify)
     elif layout == "csv":
-        from ichkit.scans.datasets import load_csv
+        from ichkit.scans.image_folders import load_csv
 
         dataset = load_csv(
             path, labels=labels, patient_pattern=patient_pattern, strict=strict, verify=verify
         )
     else:
-        from ichkit.scans.datasets import load_folders
+        from ichkit.scans.image_folders import load_folders
 
         dataset = load_folders(
             path,

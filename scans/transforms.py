@@ -20,8 +20,8 @@ from typing import Literal, Protocol, runtime_checkable
 import numpy as np
 from scipy import ndimage
 
-from ichkit.scans._checks import as_generator, check_bool, check_int, check_real
 from ichkit.scans._slice import SliceImage
+from ichkit.scans.validation import as_generator, check_bool, check_int, check_real
 from ichkit.scans.windowing import Window, WindowStack, get_window
 
 __all__ = [

@@ -19,8 +19,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from ichkit.scans._checks import check_real, unknown_name_message
 from ichkit.scans._slice import SliceImage
+from ichkit.scans.validation import check_real, unknown_name_message
 
 __all__ = [
     "DEFAULT_GREY_WINDOW",

@@ -5,7 +5,7 @@ builds the Flask app for tests or another WSGI server. Research software, not a
 medical device.
 """
 
-from ichkit.webapp.app import DISCLAIMER, create_app
+from ichkit.webapp.app import DISCLAIMER, create_app, serve
 from ichkit.webapp.served_run import ServedModel, ServedRun
 from ichkit.webapp.uploads import Upload, UploadError, UploadLimits, read_upload
 
@@ -18,4 +18,5 @@ __all__ = [
     "UploadLimits",
     "create_app",
     "read_upload",
+    "serve",
 ]

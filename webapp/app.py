@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ichkit.webapp.served_run import ServedRun
 from ichkit.webapp.uploads import UploadError, UploadLimits, read_upload
 
-__all__ = ["DISCLAIMER", "create_app"]
+__all__ = ["DISCLAIMER", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -151,3 +151,32 @@ def _heatmap_count(value: str) -> int:
     if not 0 <= count <= _MAX_HEATMAPS:
         raise UploadError(400, f"'heatmaps' must be between 0 and {_MAX_HEATMAPS}, got {count}.")
     return count
+
+
+def serve(
+    run_dir: str | Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_upload_mb: float = 200,
+    threads: int = 8,
+    onnx: bool = True,
+) -> None:
+    """Serve the models of run folder ``run_dir`` with waitress until interrupted
+    (``ichkit serve``). Listens on loopback unless ``host`` says otherwise."""
+    import sys
+    import threading
+
+    import waitress
+
+    served = ServedRun(run_dir, onnx=onnx)
+    app = create_app(served, max_upload_mb=max_upload_mb)
+    threading.Thread(target=served.warm_up, name="warm-up", daemon=True).start()
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"Warning: listening on {host}, not only this machine.", file=sys.stderr)
+    print(
+        f"Serving {len(served.models)} models of '{run_dir}' ({', '.join(served.models)}) "
+        f"at http://{host}:{port}/\n{DISCLAIMER}",
+        flush=True,
+    )
+    waitress.serve(app, host=host, port=port, threads=threads)

@@ -2,12 +2,14 @@
 
 A run trains one model per fold. The served model is their average: each fold's
 model gives a probability, the mean is compared with the mean of the fold thresholds
-(each chosen on held-out patients of its fold, read from ``predictions/``). A run with
-one split has one fold. Only the run's own files are loaded (they are pickles and
+(each chosen on held-out patients of its fold, read from the run's predictions). A run
+with one split has one fold. Each fold is loaded by its model's family
+(``ichkit.experiments.families``), the same object that trained it, from the files
+``RunFolder`` names. Only the run's own files are loaded (they are pickles and
 programs: trusted because this server's user made them); nothing uploaded ever is.
 
-CNN heads run through ONNX Runtime: each fold's weights are exported once, into
-``RUN_DIR/serving/`` (a temporary folder when the run is read-only), named by the
+CNN heads run through ONNX Runtime: each fold's weights are exported once, into the
+run's ``serving/`` folder (a temporary folder when the run is read-only), named by the
 weights' digest, so retrained weights are exported again. Grad-CAM needs gradients
 and uses the Keras model.
 """
@@ -25,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from ichkit.experiments.registry import MODELS, model_file
+from ichkit.experiments.families import ServingContext
+from ichkit.experiments.registry import family_of, list_models
+from ichkit.experiments.run_folder import RunFolder
 from ichkit.webapp.uploads import Upload, UploadError
 
 __all__ = ["ServedModel", "ServedRun"]
@@ -88,14 +91,14 @@ class ServedRun:
     """
 
     def __init__(self, run_dir: str | Path, *, onnx: bool = True, n_threads: int = 1):
-        self.run_dir = Path(run_dir)
-        for required in ("config.yaml", "predictions", "models"):
-            if not (self.run_dir / required).exists():
-                raise FileNotFoundError(
-                    f"'{self.run_dir}' is not a finished run folder (no {required}). Make one "
-                    "with: ichkit run experiments/configs/quick.yaml --data DATA --out RUN_DIR"
-                )
-        self.config = yaml.safe_load((self.run_dir / "config.yaml").read_text())
+        self.run = RunFolder(run_dir)
+        self.run_dir = self.run.root
+        if not self.run.is_run():
+            raise FileNotFoundError(
+                f"'{self.run_dir}' is not a finished run folder (no config.yaml or no finished "
+                "predictions). Make one with: ichkit run quick --data DATA --out RUN_DIR"
+            )
+        self.config = self.run.read_config()
         self.onnx, self.n_threads = onnx, n_threads
         self.models = self._find_models()
         if not self.models:
@@ -110,41 +113,34 @@ class ServedRun:
 
     def _find_models(self) -> dict[str, ServedModel]:
         auc = {}
-        summary = self.run_dir / "summary.csv"
-        if summary.is_file():
-            table = pd.read_csv(summary)
-            auc = table[table["level"] == "slice"].set_index("model")["auc_mean"].to_dict()
+        summary = self.run.read_summary()
+        if summary is not None:
+            auc = summary[summary["level"] == "slice"].set_index("model")["auc_mean"].to_dict()
+        finished, known = self.run.finished_folds(), set(list_models())
         models = {}
         for name in self.config.get("models", []):
-            files = sorted((self.run_dir / "predictions").glob(f"{name}__fold*.csv"))
-            if name not in MODELS or not files:
-                continue
-            folds, thresholds, scan_thresholds = [], [], []
-            for file in files:
-                first = pd.read_csv(file, nrows=1)
-                folds.append(int(first["fold"].iloc[0]))
+            if name not in known or name not in finished:
+                continue  # a model this process does not know (unregistered), or unfinished
+            folds, thresholds, scan_thresholds = finished[name], [], []
+            for fold in folds:
+                first = pd.read_csv(self.run.predictions_path(name, fold), nrows=1)
                 thresholds.append(float(first["threshold"].iloc[0]))
                 scan = first.get("scan_threshold", first["threshold"]).iloc[0]
                 scan_thresholds.append(float(scan) if pd.notna(scan) else thresholds[-1])
-            if not all(model_file(self.run_dir, name, fold).is_file() for fold in folds):
+            if not all(self.run.model_path(name, fold).is_file() for fold in folds):
                 continue
-            family, value = MODELS[name].family, auc.get(name)
+            family, value = family_of(name), auc.get(name)
             members = ()
-            if family == "ensemble":
-                from ichkit.webapp.fold_models import load_trusted_joblib
-
-                payload = load_trusted_joblib(model_file(self.run_dir, name, folds[0]))
-                members = tuple(payload["members"])
+            if family.reads == "predictions":
+                members = tuple(family.members(self.run, name, folds[0]))
             models[name] = ServedModel(
                 name,
-                family,
+                family.name,
                 tuple(folds),
                 float(np.mean(thresholds)),
                 float(np.mean(scan_thresholds)),
                 None if value is None or pd.isna(value) else float(value),
-                # Sequence models, and ensembles with one among their members, read scans.
-                needs_scan=family == "sequence"
-                or any(MODELS[member].family == "sequence" for member in members),
+                needs_scan=family.reads_scans(name, members),
                 members=members,
             )
         return models
@@ -169,18 +165,20 @@ class ServedRun:
         return self._heatmap_source(name)[1]
 
     def _heatmap_source(self, name: str) -> tuple[str | None, str]:
-        family = MODELS[name].family
-        if family == "cnn":
+        model = self.models[name]
+        members = [m for m in model.members if m in self.models]
+        cnn = family_of(name).heatmap_cnn(name, self.config, members)
+        if cnn == name:
             return name, f"Grad-CAM of {name} itself"
-        if family == "sequence":
-            cnn = self.config["sequence"]["cnn"]
+        if cnn is not None and model.members:
+            return cnn, f"Grad-CAM of {cnn}, the CNN of a member {name} combines"
+        if cnn is not None:
             return cnn, f"Grad-CAM of {cnn}, the CNN whose slice outputs {name} reads"
-        if family == "ensemble":
-            for member in self.models[name].members:
-                if member in self.models and MODELS[member].family in ("cnn", "sequence"):
-                    cnn = self._heatmap_source(member)[0]
-                    return cnn, f"Grad-CAM of {cnn}, one of the members {name} combines"
-        cnns = [m for m in self.models.values() if m.family == "cnn"]
+        cnns = [  # the models that are their own heatmap's CNN
+            m
+            for m in self.models.values()
+            if family_of(m.name).heatmap_cnn(m.name, self.config) == m.name
+        ]
         if not cnns:
             return None, f"no heatmap: {name} has no CNN to explain it and the run has none"
         best = max(cnns, key=lambda m: -np.inf if m.auc is None else m.auc).name
@@ -207,7 +205,7 @@ class ServedRun:
             )
         memo: dict = {}
         start = time.perf_counter()
-        probability = self._fold_probabilities(name, upload, memo).mean(axis=0)
+        probability = self._fold_probabilities(name, upload.slices, memo).mean(axis=0)
         inference_ms = (time.perf_counter() - start) * 1000
         slice_hits = probability >= model.threshold
         scan_probability = float(probability.max())
@@ -242,7 +240,7 @@ class ServedRun:
             "skipped": upload.skipped,
             "notes": upload.notes,
             "timing_ms": {"inference": inference_ms, "gradcam": 0.0},
-            "engine": self._engine(name),
+            "engine": self._load(name)[0].engine,
         }
         cnn = self.heatmap_model(name)
         if heatmaps and cnn is not None:
@@ -276,23 +274,11 @@ class ServedRun:
             )
         return answer
 
-    def _engine(self, name: str) -> str:
-        family = MODELS[name].family
-        if family == "cnn":
-            folds = self._load(name)
-            return "onnxruntime" if all(f.onnx is not None for f in folds) else "keras"
-        if family == "classical":
-            return "scikit-learn on handcrafted features"
-        if family == "sequence":
-            settings = self.config["sequence"]
-            return f"keras over the slice {settings['inputs']} of {settings['cnn']}"
-        return "combiner over " + ", ".join(self.models[name].members)
-
-    def _fold_probabilities(self, name: str, upload: Upload, memo: dict) -> np.ndarray:
+    def _fold_probabilities(self, name: str, slices, memo: dict) -> np.ndarray:
         """(n_folds, n_slices): each fold's model on every slice, computed once a request."""
         key = ("probability", name)
         if key not in memo:
-            memo[key] = np.stack([fold.probability(upload, memo) for fold in self._load(name)])
+            memo[key] = np.stack([fold.probability(slices, memo) for fold in self._load(name)])
         return memo[key]
 
     def _grad_cam(self, cnn: str, upload: Upload, chosen: list[int], memo: dict):
@@ -300,7 +286,7 @@ class ServedRun:
         from ichkit.deep.gradcam import grad_cam
 
         folds = self._load(cnn)
-        images = folds[0].images(upload, memo)[chosen]
+        images = folds[0].images(upload.slices, memo)[chosen]
         with self._keras:
             maps = np.mean([grad_cam(fold.keras, images) for fold in folds], axis=0)
         peaks = maps.max(axis=(1, 2), keepdims=True)
@@ -324,29 +310,16 @@ class ServedRun:
             return self._folds[name]
 
     def _load_fold(self, name: str, fold: int):
-        from ichkit.webapp import fold_models
-
-        family = MODELS[name].family
-        path = model_file(self.run_dir, name, fold)
-        if family == "classical":
-            return fold_models.ClassicalFold(path)
-        if family == "cnn":
-            return fold_models.CnnFold(
-                name,
-                path,
-                self.config["deep"],
-                onnx_dir=self._onnx_folder(),
-                n_threads=self.n_threads,
-                keras_lock=self._keras,
-            )
-        if family == "sequence":
-            cnn = self._fold(self.config["sequence"]["cnn"], fold)
-            return fold_models.SequenceFold(
-                path, cnn, self.config["sequence"]["inputs"], keras_lock=self._keras
-            )
-        payload = fold_models.load_trusted_joblib(path)
-        members = {member: self._fold(member, fold) for member in payload["members"]}
-        return fold_models.EnsembleFold(payload, members)
+        """Fold ``fold`` of ``name``, loaded by the family that trained it."""
+        context = ServingContext(
+            run=self.run,
+            config=self.config,
+            fold_model=self._fold,
+            onnx_folder=self._onnx_folder,
+            n_threads=self.n_threads,
+            keras_lock=self._keras,
+        )
+        return family_of(name).load_fold(name, fold, context)
 
     def _fold(self, name: str, fold: int):
         """Fold ``fold`` of model ``name`` (a member or the CNN another model reads)."""
@@ -358,7 +331,7 @@ class ServedRun:
         if not self.onnx:
             return None
         if self._onnx_dir is None:
-            folder = self.run_dir / "serving"
+            folder = self.run.serving_dir
             try:
                 folder.mkdir(exist_ok=True)
                 probe = folder / ".writable"

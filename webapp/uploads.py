@@ -19,8 +19,16 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from ichkit.scans import ScanReadError, SliceImage, read_dicom_slice, read_image
-from ichkit.scans.dicom import is_dicom
+from ichkit.scans import (
+    DatasetError,
+    ScanReadError,
+    SliceImage,
+    is_dicom,
+    load_dicom,
+    load_nifti,
+    read_dicom_slice,
+    read_image,
+)
 
 __all__ = ["UploadError", "UploadLimits", "Upload", "read_upload"]
 
@@ -146,8 +154,6 @@ def _read_volume(path: Path, filename: str, limits: UploadLimits) -> Upload:
     """One NIfTI volume: its shape is checked from the header before any voxel is read."""
     import nibabel
 
-    from ichkit.scans.nifti import load_nifti
-
     try:
         shape = nibabel.load(path).shape
     except Exception as error:  # noqa: BLE001  nibabel raises many types for bad files
@@ -183,8 +189,6 @@ def _read_zip(path: Path, filename: str, limits: UploadLimits) -> Upload:
         raise UploadError(
             415, f"'{filename}' holds no DICOM file and no NIfTI volume ({len(names)} entries)."
         )
-    from ichkit.scans.dicom_series import load_dicom
-
     return _scan_upload(lambda: load_dicom(folder), filename, names, limits)
 
 
@@ -274,8 +278,6 @@ def _volume_suffix(name: str) -> str:
 
 def _scan_upload(load, filename: str, names: dict[str, str], limits: UploadLimits) -> Upload:
     """Load one scan with a ``scans`` loader; skipped files are reported, not fatal."""
-    from ichkit.scans import DatasetError
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # skipped files are listed instead

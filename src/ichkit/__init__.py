@@ -24,6 +24,7 @@ __all__ = [
     "list_configs",
     "list_models",
     "load",
+    "register_feature_family",
     "register_model",
     "run",
     "serve",
@@ -36,6 +37,7 @@ _HOMES = {
     "list_configs": "ichkit.experiments.config",
     "list_models": "ichkit.experiments.registry",
     "register_model": "ichkit.experiments.registry",
+    "register_feature_family": "ichkit.features.union",
 }
 _NAMES = {"run": "run_experiment"}
 

@@ -1,4 +1,6 @@
-"""The ``ichkit`` command: ``data inspect``, ``phantom``, ``run``, ``list-models``, ``serve``."""
+"""The ``ichkit`` command: ``data inspect``, ``phantom``, ``run``, ``list-models``,
+``list-configs``, ``serve``. It sits above every other package (the import contracts say
+so): it only parses arguments and calls them."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 __all__ = ["main"]
 
@@ -55,8 +56,8 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(handler=_inspect)
 
     run = commands.add_parser("run", help="train and compare models on a data set")
-    run.add_argument("config", help="YAML config, e.g. experiments/configs/quick.yaml")
-    run.add_argument("--data", required=True, help="data set folder (any layout scans.load reads)")
+    run.add_argument("config", help="a preset (quick, paper: see list-configs) or a YAML file")
+    run.add_argument("--data", required=True, help="data set folder (any layout ichkit.load reads)")
     run.add_argument("--out", required=True, help="run folder to write (resumed if it exists)")
     run.add_argument("--cv", type=int, help="K patient-grouped folds instead of one split")
     run.add_argument("--models", help="comma-separated model names (see ichkit list-models)")
@@ -68,7 +69,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     listing = commands.add_parser("list-models", help="the model names configs and --models take")
+    listing.add_argument("pattern", nargs="?", default="*", help="shell-style pattern, e.g. 'mob*'")
+    listing.add_argument("--configs", action="store_true", help="list the config presets instead")
     listing.set_defaults(handler=_list_models)
+
+    presets = commands.add_parser("list-configs", help="the config presets 'ichkit run' takes")
+    presets.set_defaults(handler=_list_configs)
 
     serve = commands.add_parser("serve", help="web app and JSON API over a finished run's models")
     serve.add_argument("run_dir", nargs="?", help="a folder written by 'ichkit run'")
@@ -114,7 +120,7 @@ def _inspect(arguments: argparse.Namespace) -> int:
 
 
 def _phantom(arguments: argparse.Namespace) -> int:
-    from ichkit.scans.phantom_writers import write_phantom
+    from ichkit.scans.phantom import write_phantom
 
     out = write_phantom(
         arguments.out,
@@ -129,6 +135,7 @@ def _phantom(arguments: argparse.Namespace) -> int:
 
 
 def _run(arguments: argparse.Namespace) -> int:
+    from ichkit.experiments.run_folder import RunFolder
     from ichkit.experiments.runner import run_experiment
 
     models = arguments.models.split(",") if arguments.models else None
@@ -137,7 +144,7 @@ def _run(arguments: argparse.Namespace) -> int:
                 "n_workers": arguments.workers}  # fmt: skip
     run_experiment(arguments.config, arguments.data, arguments.out, cv=arguments.cv,
                    models=models, parallel=parallel)  # fmt: skip
-    print((Path(arguments.out) / "comparison.md").read_text())
+    print(RunFolder(arguments.out).report_path("markdown").read_text())
     print(
         f"Results in {arguments.out}: report.html (open it in a browser), comparison.md and "
         ".tex, metrics.csv, summary.csv, plots/, models/"
@@ -149,7 +156,7 @@ _NO_RUN = """ichkit serve needs a run folder: the models it serves are those a r
 Make one (the run takes a few minutes on 2 cores), then serve it:
 
     ichkit phantom runs/phantom --scans 12
-    ichkit run experiments/configs/quick.yaml --data runs/phantom --out runs/quick
+    ichkit run quick --data runs/phantom --out runs/quick
     ichkit serve runs/quick
 
 `make demo` makes runs/demo/run the same way."""
@@ -159,30 +166,32 @@ def _serve(arguments: argparse.Namespace) -> int:
     if arguments.run_dir is None:
         print(_NO_RUN, file=sys.stderr)
         return 2
-    import threading
+    from ichkit.webapp import serve
 
-    import waitress
-
-    from ichkit.webapp import DISCLAIMER, ServedRun, create_app
-
-    served = ServedRun(arguments.run_dir, onnx=not arguments.no_onnx)
-    app = create_app(served, max_upload_mb=arguments.max_upload_mb)
-    threading.Thread(target=served.warm_up, name="warm-up", daemon=True).start()
-    if arguments.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"Warning: listening on {arguments.host}, not only this machine.", file=sys.stderr)
-    print(
-        f"Serving {len(served.models)} models of '{arguments.run_dir}' "
-        f"({', '.join(served.models)}) at http://{arguments.host}:{arguments.port}/\n"
-        f"{DISCLAIMER}",
-        flush=True,
+    serve(
+        arguments.run_dir,
+        host=arguments.host,
+        port=arguments.port,
+        max_upload_mb=arguments.max_upload_mb,
+        threads=arguments.threads,
+        onnx=not arguments.no_onnx,
     )
-    waitress.serve(app, host=arguments.host, port=arguments.port, threads=arguments.threads)
     return 0
 
 
 def _list_models(arguments: argparse.Namespace) -> int:
-    from ichkit.experiments.registry import MODELS
+    if arguments.configs:
+        return _list_configs(arguments)
+    from ichkit.experiments.registry import list_models, resolve
 
-    for name, spec in MODELS.items():
-        print(f"{name:10s} {spec.family}")
+    for name in list_models(arguments.pattern):
+        print(f"{name:12s} {resolve(name).family}")
+    return 0
+
+
+def _list_configs(arguments: argparse.Namespace) -> int:
+    from ichkit.experiments.config import list_configs
+
+    for name, description in list_configs().items():
+        print(f"{name:8s} {description}")
     return 0

@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 from ichkit.classical.models import PARAM_GRIDS
 from ichkit.classical.persistence import load_model, save_model
 from ichkit.classical.tuning import choose_threshold, fit_per_subtype, fit_tuned
-from ichkit.experiments.registry import MODELS, get_model, list_models
+from ichkit.experiments.registry import build_model, list_models, resolve
 
 
 def _data(n_patients=24, per_patient=10, seed=0):
@@ -24,14 +24,12 @@ def _data(n_patients=24, per_patient=10, seed=0):
     return pd.DataFrame(X, columns=names), y, groups
 
 
-@pytest.mark.parametrize(
-    "name", [name for name in list_models() if MODELS[name].family == "classical"]
-)
+@pytest.mark.parametrize("name", list_models(family="classical"))
 def test_every_classical_model_learns(name):
     X, y, groups = _data()
     train = np.isin(groups, np.unique(groups)[:16])
-    model = get_model(name, random_state=0, n_jobs=1)
-    grid = PARAM_GRIDS[MODELS[name].grid]
+    model = build_model(name, random_state=0, n_jobs=1)
+    grid = resolve(name).search_grid()
     if name != "logreg":  # one point of the others' grids keeps the suite fast
         grid = {key: values[-1:] for key, values in grid.items()}
     fitted = fit_tuned(model, grid, X[train], y[train], groups[train])
@@ -40,12 +38,12 @@ def test_every_classical_model_learns(name):
     assert probability.shape == ((~train).sum(),) and np.isfinite(probability).all()
     assert roc_auc_score(y[~train], probability) > 0.8
     assert 0.0 <= fitted.threshold <= 1.0
-    assert set(fitted.best_params) == set(PARAM_GRIDS[MODELS[name].grid])
+    assert set(fitted.best_params) == set(resolve(name).search_grid())
 
 
 def test_xgboost_weights_the_rare_class():
     X, y, groups = _data()
-    fitted = fit_tuned(get_model("xgboost"), {}, X, y, groups)
+    fitted = fit_tuned(build_model("xgboost"), {}, X, y, groups)
     expected = (y == 0).sum() / (y == 1).sum()
     assert fitted.estimator.named_steps["model"].get_params()["scale_pos_weight"] == expected
 
@@ -62,7 +60,7 @@ def test_search_folds_keep_patients_together(monkeypatch):
 
     monkeypatch.setattr(tuning, "GridSearchCV", recording)
     X, y, groups = _data()
-    fit_tuned(get_model("logreg"), PARAM_GRIDS["logreg"], X, y, groups)
+    fit_tuned(build_model("logreg"), PARAM_GRIDS["logreg"], X, y, groups)
     assert seen
     for train, test in seen:
         assert not set(groups[train]) & set(groups[test])
@@ -70,7 +68,7 @@ def test_search_folds_keep_patients_together(monkeypatch):
 
 def test_threshold_comes_from_the_validation_part():
     X, y, groups = _data()
-    fitted = fit_tuned(get_model("logreg"), {}, X, y, groups, validation=(X[:40], y[:40]))
+    fitted = fit_tuned(build_model("logreg"), {}, X, y, groups, validation=(X[:40], y[:40]))
     probability = fitted.estimator.predict_proba(X[:40])[:, 1]
     assert fitted.threshold == choose_threshold(y[:40], probability)
 
@@ -85,13 +83,13 @@ def test_choose_threshold_maximises_youden():
 def test_per_subtype_models_skip_rare_subtypes():
     X, y, groups = _data()
     labels = pd.DataFrame({"epidural": y, "subdural": (np.arange(len(y)) == 0).astype(int)})
-    models = fit_per_subtype(get_model("logreg"), {}, X, labels, groups)
+    models = fit_per_subtype(build_model("logreg"), {}, X, labels, groups)
     assert list(models) == ["epidural"]
 
 
 def test_saved_model_keeps_config_names_and_versions(tmp_path):
     X, y, groups = _data()
-    fitted = fit_tuned(get_model("knn"), {}, X, y, groups)
+    fitted = fit_tuned(build_model("knn"), {}, X, y, groups)
     path = save_model(tmp_path / "m.joblib", fitted, feature_config={"size": 64},
                       feature_names=X.columns)  # fmt: skip
     payload = load_model(path)
@@ -102,13 +100,13 @@ def test_saved_model_keeps_config_names_and_versions(tmp_path):
 
 
 def test_registry_builds_deep_models_by_name():
-    assert get_model("smallcnn", input_shape=(32, 32, 3)).name == "smallcnn"
-    assert get_model("gru", embedding_dim=4, units=2).count_params() > 0
+    assert build_model("smallcnn", input_shape=(32, 32, 3)).name == "smallcnn"
+    assert build_model("gru", embedding_dim=4, units=2).count_params() > 0
 
 
 def test_unknown_model_suggests_a_name():
     with pytest.raises(ValueError, match="Did you mean 'xgboost'"):
-        get_model("xgbost")
+        build_model("xgbost")
 
 
 @pytest.mark.parametrize("factory", ["local", "dask"])

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
+import ichkit.deep.data
 from ichkit import scans
 from ichkit.deep.backbones import build_classifier
 from ichkit.deep.data import SliceBatches, prepare_images
 from ichkit.deep.training import balanced_class_weight, train_classifier
-from ichkit.scans.phantom_writers import write_phantom
+from ichkit.scans.phantom import write_phantom
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,9 @@ def test_cached_batches_equal_streamed_ones_and_skip_rereading(phantom, monkeypa
     cached = SliceBatches(phantom, np.arange(8), size=32, batch_size=4, cache=True)
     np.testing.assert_array_equal(cached[1][0], expected)
     reads = []
-    original = deep.data.prepare_images
+    original = ichkit.deep.data.prepare_images
     monkeypatch.setattr(
-        deep.data, "prepare_images", lambda *a, **k: reads.append(1) or original(*a, **k)
+        ichkit.deep.data, "prepare_images", lambda *a, **k: reads.append(1) or original(*a, **k)
     )
     np.testing.assert_array_equal(cached[1][0], expected)
     assert reads == []  # served from memory the second time

@@ -17,7 +17,7 @@ from ichkit import scans
 from ichkit.experiments.parallel import compute_backend
 from ichkit.experiments.runner import run_experiment
 from ichkit.features.extraction import extract_features
-from ichkit.scans.phantom_writers import write_phantom
+from ichkit.scans.phantom import write_phantom
 
 #: xgboost.dask with the rows split over 2 workers: row subsampling and the quantile
 #: sketches are per worker, so the trees differ. Measured: on 400 synthetic rows at most

@@ -10,7 +10,7 @@ import yaml
 from ichkit.experiments.config import load_config
 from ichkit.experiments.runner import run_experiment
 from ichkit.scans import DatasetError
-from ichkit.scans.phantom_writers import write_phantom
+from ichkit.scans.phantom import write_phantom
 
 REQUIRED = ["model", "level", "fold", "auc", "accuracy", "sensitivity", "specificity",
             "precision", "f1", "tp", "tn", "fp", "fn", "ms_per_slice"]  # fmt: skip

@@ -5,7 +5,7 @@ import pytest
 
 from ichkit import scans
 from ichkit.features.extraction import extract_features, resolve_feature_config
-from ichkit.scans.phantom_writers import write_phantom
+from ichkit.scans.phantom import write_phantom
 
 CONFIG = {"families": ["intensity", "bands"], "size": 32}
 

@@ -1,12 +1,8 @@
-"""NIfTI volumes: orientation, masks (nnU-Net layout), NaN voxels."""
-
-import json
+"""One NIfTI volume (scans/nifti.py): slices in viewing orientation, whatever the storage."""
 
 import nibabel
 import numpy as np
-import pytest
 
-from ichkit import scans
 from ichkit.scans.nifti import read_nifti_slice
 
 
@@ -41,54 +37,3 @@ def test_orientation_does_not_depend_on_the_stored_axis_order(tmp_path):
             read_nifti_slice(tmp_path / "a.nii.gz", frame=frame).pixels,
             read_nifti_slice(tmp_path / "b.nii.gz", frame=frame).pixels,
         )
-
-
-def test_nnunet_masks_give_slice_and_subtype_labels(tmp_path):
-    mask = np.zeros((8, 6, 4), np.uint8)
-    mask[2:4, 2:4, 1] = 2  # subdural on slice 1
-    mask[2:4, 2:4, 2] = 5  # intraventricular on slice 2
-    _save(tmp_path / "imagesTr" / "case7_0000.nii.gz", _volume())
-    _save(tmp_path / "labelsTr" / "case7.nii.gz", mask)
-    labels = {"background": 0, "EDH": 1, "SDH": 2, "SAH": 3, "IPH": 4, "IVH": 5}
-    (tmp_path / "dataset.json").write_text(json.dumps({"labels": labels}))
-    dataset = scans.load(tmp_path)
-    table = dataset.table
-    assert dataset.layout == "nifti" and len(dataset) == 4
-    assert table["patient_id"].unique().tolist() == ["case7"]
-    assert table["label"].tolist() == [0, 1, 1, 0]
-    assert table["subdural"].tolist() == [0, 1, 0, 0]
-    assert table["intraventricular"].tolist() == [0, 0, 1, 0]
-    assert dataset.read(2).pixels.mean() == pytest.approx((47 * 2 + 100) / 48)
-
-
-def test_volume_without_mask_loads_unlabelled(tmp_path):
-    _save(tmp_path / "scan.nii", _volume())
-    dataset = scans.load(tmp_path)
-    assert dataset.table["label"].isna().all()
-    assert any("no mask" in note for note in dataset.notes)
-
-
-def test_mismatched_mask_is_reported(tmp_path):
-    _save(tmp_path / "scan.nii.gz", _volume())
-    _save(tmp_path / "scan_mask.nii.gz", np.zeros((8, 6, 3), np.uint8))
-    with pytest.warns(UserWarning, match="Skipped 1"):
-        with pytest.raises(scans.DatasetError, match="mask has 3 slices, the volume 4"):
-            scans.load(tmp_path)
-
-
-def test_nan_voxels_become_air_and_are_reported(bad_inputs):
-    with pytest.warns(UserWarning, match="NaN voxels on slice"):
-        dataset = scans.load(bad_inputs / "nifti" / "nan-voxels.nii.gz")
-    assert len(dataset) == 8
-    assert any("slice(s) 3" in note for note in dataset.notes)
-    for index in range(len(dataset)):
-        assert np.isfinite(dataset.read(index).pixels).all()
-
-
-def test_not_a_volume_is_skipped_with_its_name(tmp_path):
-    (tmp_path / "broken.nii.gz").write_bytes(b"not gzip at all")
-    _save(tmp_path / "good.nii.gz", _volume())
-    with pytest.warns(UserWarning, match="broken.nii.gz"):
-        dataset = scans.load(tmp_path)
-    assert dataset.table["patient_id"].unique().tolist() == ["good"]
-    assert "not a readable NIfTI" in dataset.skipped[0].reason

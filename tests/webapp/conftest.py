@@ -28,7 +28,7 @@ RUN_SETTINGS = {
 
 @pytest.fixture(scope="session")
 def phantom(tmp_path_factory) -> Path:
-    from ichkit.scans.phantom_writers import write_phantom
+    from ichkit.scans.phantom import write_phantom
 
     return write_phantom(tmp_path_factory.mktemp("web") / "png", 8, seed=4, size=48, n_slices=8)
 
@@ -77,7 +77,7 @@ def hemorrhage_slice(phantom) -> Path:
 @pytest.fixture(scope="session")
 def dicom_series(tmp_path_factory) -> Path:
     """A zip of one phantom DICOM series."""
-    from ichkit.scans.phantom_writers import write_phantom
+    from ichkit.scans.phantom import write_phantom
 
     root = tmp_path_factory.mktemp("dicom")
     data = write_phantom(root / "dicom", 2, seed=5, format="dicom", size=48, n_slices=8)
@@ -96,7 +96,7 @@ def dicom_folder(dicom_series) -> Path:
 
 @pytest.fixture(scope="session")
 def nifti_volume(tmp_path_factory) -> Path:
-    from ichkit.scans.phantom_writers import write_phantom
+    from ichkit.scans.phantom import write_phantom
 
     data = write_phantom(
         tmp_path_factory.mktemp("nifti") / "n", 1, seed=6, format="nifti", size=48, n_slices=8

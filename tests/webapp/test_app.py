@@ -56,16 +56,13 @@ def test_served_folds_reproduce_the_runs_own_predictions(served, phantom, run_di
     """Each fold's model, served (CNN through ONNX), gives the probability the run
     recorded for its test slices."""
     from ichkit import scans
-    from ichkit.webapp.uploads import Upload
 
     dataset = scans.load(phantom)
     for name in ("logreg", "smallcnn"):
         recorded = pd.read_csv(run_dir / "predictions" / f"{name}__fold0.csv").head(4)
-        upload = Upload(
-            "slice", "x", [dataset.read(int(row)) for row in recorded["row"]], ["x"] * len(recorded)
-        )
+        slices = [dataset.read(int(row)) for row in recorded["row"]]
         fold = served._load(name)[0]
-        served_probability = fold.probability(upload, {})
+        served_probability = fold.probability(slices, {})
         np.testing.assert_allclose(served_probability, recorded["probability"], atol=1e-4)
 
 

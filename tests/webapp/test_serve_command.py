@@ -10,13 +10,13 @@ import sys
 import time
 import urllib.request
 
-from ichkit.experiments.cli import main
+from ichkit.cli import main
 
 
 def test_without_a_run_it_says_how_to_make_one(capsys):
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
-    assert "ichkit run experiments/configs/quick.yaml" in err and "ichkit serve" in err
+    assert "ichkit run quick" in err and "ichkit serve" in err
 
 
 def test_a_folder_that_is_no_run_is_a_message(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Image layouts: class folders, images with a label CSV (Kaggle), PhysioNet CT-ICH."""
+"""Folders of image slices (scans/image_folders.py): class folders, label CSV, CT-ICH."""
 
 import numpy as np
 import pytest

@@ -1,10 +1,10 @@
-"""The ichkit command line: data inspect and phantom."""
+"""The ichkit command line: data inspect, phantom, the config presets and the model list."""
 
 import json
 
 import pytest
 
-from ichkit.experiments.cli import main
+from ichkit.cli import main
 
 
 def test_inspect_json_on_real_ctich(shared_data, capsys):
@@ -53,3 +53,35 @@ def test_inspect_duplicates_reports_the_split(tmp_path, capsys):
     assert sum(part["n_slices"] for part in summary["split"].values()) == 56
     assert sum(part["n_patients"] for part in summary["split"].values()) == 7
     assert summary["near_duplicates"] == []
+
+
+def test_list_configs_shows_the_presets(capsys):
+    assert main(["list-configs"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("paper") and "\nquick" in out
+    assert main(["list-models", "--configs"]) == 0
+    assert "quick" in capsys.readouterr().out
+
+
+def test_list_models_filters_by_pattern(capsys):
+    assert main(["list-models", "mob*"]) == 0
+    assert capsys.readouterr().out.split() == ["mobilenet", "cnn", "mobilenetv2", "cnn"]
+
+
+def test_a_preset_is_the_shipped_yaml():
+    from importlib import resources
+
+    from ichkit.experiments.config import load_config
+
+    shipped = resources.files("ichkit.experiments") / "configs" / "quick.yaml"
+    with resources.as_file(shipped) as path:
+        assert load_config("quick") == load_config(path)
+
+
+def test_unknown_preset_suggests_one(capsys):
+    from ichkit.experiments.config import load_config
+
+    with pytest.raises(ValueError, match="Did you mean 'quick'.*ichkit list-configs"):
+        load_config("quik")
+    with pytest.raises(FileNotFoundError, match="Presets: paper, quick"):
+        load_config("configs/missing.yaml")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ichkit.scans._checks import check_int, unknown_name_message
 from ichkit.scans.dataset import SUBTYPES
+from ichkit.scans.validation import check_int, unknown_name_message
 
 __all__ = [
     "FIELD_OF_VIEW_MM",

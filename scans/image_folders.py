@@ -1,4 +1,4 @@
-"""Image-based layouts: class folders, images with a label CSV (Kaggle), PhysioNet CT-ICH."""
+"""Folders of PNG/JPEG head CT: class folders, a label CSV (Kaggle), PhysioNet CT-ICH."""
 
 from __future__ import annotations
 

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ichkit.scans._checks import unknown_name_message
 from ichkit.scans.dataset import SUBTYPES
-from ichkit.scans.phantom import PhantomScan, make_phantom_scans
+from ichkit.scans.phantom.drawing import PhantomScan, make_phantom_scans
+from ichkit.scans.validation import unknown_name_message
 
 __all__ = ["PHANTOM_FORMATS", "write_phantom"]
 

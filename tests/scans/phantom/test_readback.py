@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from ichkit import scans
-from ichkit.scans.phantom import make_phantom_scans
-from ichkit.scans.phantom_writers import PHANTOM_FORMATS, write_phantom
+from ichkit.scans.phantom import PHANTOM_FORMATS, make_phantom_scans, write_phantom
 from ichkit.scans.windowing import Window
 
 N_SCANS, SIZE, N_SLICES, SEED = 5, 32, 8, 11

@@ -1,1 +1,8 @@
-"""Experiment configs, the comparison runner and the ichkit command line."""
+"""Running comparisons: the model registry, one object per model family, ``RunFolder``,
+config presets, the runner, statistics, tables and reports.
+
+``ichkit.experiments.registry`` resolves every model name;
+``ichkit.experiments.families`` fits and serves each family's models;
+``ichkit.experiments.run_folder.RunFolder`` names every file of a run;
+``ichkit.experiments.runner.run_experiment`` is ``ichkit run``.
+"""

@@ -24,6 +24,7 @@ __all__ = [
     "MODELS",
     "PLUGIN_GROUP",
     "ModelSpec",
+    "accepted_params",
     "build_model",
     "check_model_names",
     "family_of",

@@ -30,9 +30,9 @@ $(BIN)/ichkit: setup.cfg pyproject.toml $(SOURCE_LIST)
 
 demo: install
 	rm -rf $(DEMO)
-	$(BIN)/ichkit phantom $(DEMO)/phantom --scans 12 --seed 0
+	$(BIN)/ichkit phantom $(DEMO)/phantom --scans 18 --slices 12 --seed 0
 	$(BIN)/ichkit data inspect $(DEMO)/phantom
-	$(BIN)/ichkit run quick --data $(DEMO)/phantom --out $(DEMO)/run
+	$(BIN)/ichkit run quick --data $(DEMO)/phantom --out $(DEMO)/run --cv 3
 
 test: install
 	$(BIN)/python -m pytest

@@ -57,13 +57,23 @@ def balance_classes(estimator: Pipeline, y) -> Pipeline:
 
 
 def choose_threshold(y, probability) -> float:
-    """The threshold that maximises Youden's J (sensitivity + specificity - 1)."""
+    """The threshold that maximises Youden's J (sensitivity + specificity - 1).
+
+    Every threshold between the best one and the next lower score gives the same J on
+    these rows; the midpoint of that gap is returned rather than its upper end (the
+    lowest positive score), so that new data a little below the held-out scores is not
+    called negative by construction. 0.5 when ``y`` holds one class.
+    """
     y = np.asarray(y)
     if np.unique(y).size < 2:
         return 0.5
-    false_positive_rate, true_positive_rate, thresholds = roc_curve(y, probability)
+    false_positive_rate, true_positive_rate, thresholds = roc_curve(
+        y, probability, drop_intermediate=False
+    )
     best = int(np.argmax(true_positive_rate - false_positive_rate))
-    return float(min(thresholds[best], 1.0))
+    upper = float(min(thresholds[best], 1.0))
+    lower = float(thresholds[best + 1]) if best + 1 < len(thresholds) else upper
+    return (upper + lower) / 2
 
 
 def grouped_folds(y, groups, n_folds: int, random_state) -> StratifiedGroupKFold | None:

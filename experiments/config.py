@@ -24,6 +24,13 @@ DEFAULT_CONFIG = {
     "seed": 0,
     "cv": None,  # K patient-grouped folds; None: one 70/15/15 split
     "split": {"val_size": 0.15, "test_size": 0.15},
+    "dataset": {  # how --data is read: the options of `ichkit data inspect` and scans.load
+        "kind": None,  # layout: ctich, nifti, dicom, csv or folders; None: found from content
+        "labels": None,  # label CSV, when not labels.csv in the folder
+        "patient_pattern": None,  # regex with a group 'patient' in loose images' paths
+        "class_names": None,  # extra class folder names, e.g. {bleed: 1, clear: 0}
+        "one_slice_per_patient": False,  # loose images without patient ids: each a person
+    },
     "features": {},
     "models": ["logreg", "svm", "knn", "rf", "xgboost"],
     "tuning": {"inner_folds": 3},
@@ -118,7 +125,7 @@ def load_config(path: str | Path, **overrides) -> dict:
             f"{', '.join(DEFAULT_CONFIG)}."
         )
     config = copy.deepcopy(DEFAULT_CONFIG)
-    for section in ("deep", "sequence", "ensemble", "parallel"):  # merged key by key
+    for section in ("dataset", "deep", "sequence", "ensemble", "parallel"):  # key by key
         given = loaded.pop(section, None) or {}
         unknown = set(given) - set(config[section])
         if unknown:
@@ -128,8 +135,9 @@ def load_config(path: str | Path, **overrides) -> dict:
             )
         config[section].update(given)
     config.update(loaded)
-    parallel = overrides.pop("parallel", None) or {}
-    config["parallel"].update({key: value for key, value in parallel.items() if value is not None})
+    for section in ("dataset", "parallel"):
+        given = overrides.pop(section, None) or {}
+        config[section].update({key: value for key, value in given.items() if value is not None})
     config.update({key: value for key, value in overrides.items() if value is not None})
     config["models"] = check_model_names(config["models"])
     config["features"] = resolve_feature_config(config["features"])

@@ -31,6 +31,7 @@ from ichkit.experiments import _io
 from ichkit.experiments.metrics import has_multislice_scans, scan_predictions
 from ichkit.experiments.run_folder import RunFolder
 from ichkit.experiments.statistics import expected_calibration_error, reliability_table
+from ichkit.experiments.tables import MIN_FOR_CONCLUSION, test_sizes
 
 __all__ = [
     "comparison_latex",
@@ -54,6 +55,8 @@ _METRICS = {
 _HEADER = ["Model", *_METRICS.values(), "ECE", "ms/slice", "p AUC", "p accuracy"]
 _AUC_COLUMN = _HEADER.index("AUC")
 _MISSING = "—"
+_SMALL = "†"  # marks a value resting on fewer than MIN_FOR_CONCLUSION positives or negatives
+_UNIT = {"slice": "slices", "scan": "scans"}
 _CLASS_NAMES = ("Normal", "Hemorrhage")
 _DPI = 120
 _PREDICTION_COLUMNS = ("model", "fold", "scan_id", "label", "probability", "threshold")
@@ -90,28 +93,41 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 img { max-width: 100%; margin: 0.5em; vertical-align: top; }
 .confusion img { width: 300px; }
+.warning { border: 1px solid #c80; background: #fff6e0; padding: 0.5em 0.8em; }
 """
 
 
 # Tables
 
 
-def comparison_markdown(summary: pd.DataFrame, level: str | None = None) -> str:
-    """The model comparison as Markdown tables, one per level, best AUC in bold.
+def comparison_markdown(
+    summary: pd.DataFrame, level: str | None = None, *, sizes: pd.DataFrame | None = None
+) -> str:
+    """The model comparison as Markdown tables, one per level, with their caption.
 
-    Each metric reads ``mean (CI low–high)``, or ``mean ± sd`` where the summary has no
-    confidence interval, with 3 decimals; missing values read ``—``.
+    Each metric reads ``value (CI low–high)``: the pooled out-of-fold value
+    (``<metric>_pooled``) and the bootstrap interval of that same statistic. A summary
+    without pooled values shows ``mean ± sd`` over folds instead; the caption says
+    which. A value resting on fewer than 10 positives or 10 negatives carries ``†``.
+    The best AUC of a level is bold where the level has at least 10 positive and 10
+    negative test units; with fewer, the table says it cannot rank the models. Missing
+    values read ``—``.
 
     Parameters
     ----------
     summary : pandas.DataFrame
-        One row per model and level. Needs ``model``, ``level`` and ``<metric>_mean``
-        for accuracy, sensitivity, specificity, precision, f1 and auc. Uses, where
-        present, ``<metric>_ci_low``, ``<metric>_ci_high``, ``<metric>_std``, ``ece``,
-        ``ms_per_slice`` and ``delong_p``.
+        One row per model and level (``ichkit.experiments.tables.summarise``). Needs
+        ``model``, ``level`` and ``<metric>_mean`` for accuracy, sensitivity,
+        specificity, precision, f1 and auc. Uses, where present, ``<metric>_pooled``,
+        ``<metric>_ci_low``, ``<metric>_ci_high``, ``<metric>_std``, ``n``,
+        ``n_positive``, ``n_negative``, ``ece``, ``ms_per_slice``, ``delong_p``,
+        ``mcnemar_p`` and ``paired_note``.
     level : str, default=None
         Only this level, as a bare table. ``None`` gives every level, each under a
-        ``### <Level> level`` heading, slice level first.
+        ``### <Level> level`` heading, slice level first, then the caption.
+    sizes : pandas.DataFrame, default=None
+        The test part's sizes (``ichkit.experiments.tables.test_sizes``), stated
+        above each level's table.
 
     Returns
     -------
@@ -135,22 +151,27 @@ def comparison_markdown(summary: pd.DataFrame, level: str | None = None) -> str:
     levels = _summary_levels(summary, level, "comparison_markdown")
     if level is not None:
         return _markdown_table(_comparison_rows(summary, level))
-    blocks = [
-        f"### {name.capitalize()} level\n\n{_markdown_table(_comparison_rows(summary, name))}"
-        for name in levels
-    ]
-    return "\n\n".join(blocks)
+    blocks = []
+    for name in levels:
+        sentences = " ".join(_level_sentences(summary, name, sizes))
+        block = f"### {name.capitalize()} level\n\n"
+        block += f"{sentences}\n\n" if sentences else ""
+        blocks.append(block + _markdown_table(_comparison_rows(summary, name)))
+    return "\n\n".join([*blocks, _caption(summary)])
 
 
-def comparison_latex(summary: pd.DataFrame) -> str:
+def comparison_latex(summary: pd.DataFrame, *, sizes: pd.DataFrame | None = None) -> str:
     """The model comparison as a LaTeX ``table`` with booktabs rules, one block per level.
 
     The document needs ``\\usepackage{booktabs}``. Model names and every other cell are
-    escaped, so ``my_model`` prints as written.
+    escaped, so ``my_model`` prints as written. Cells, bold and ``†`` as for
+    :func:`comparison_markdown`; each level's sizes open its block.
 
     Parameters
     ----------
     summary : pandas.DataFrame
+        As for :func:`comparison_markdown`.
+    sizes : pandas.DataFrame, default=None
         As for :func:`comparison_markdown`.
 
     Returns
@@ -169,7 +190,7 @@ def comparison_latex(summary: pd.DataFrame) -> str:
         r"\begin{table}[htbp]",
         r"\centering",
         r"\small",
-        r"\caption{" + _latex_caption() + "}",
+        r"\caption{" + _latex_escape(_caption(summary)) + "}",
         r"\label{tab:comparison}",
         r"\begin{tabular}{l" + "c" * (n_columns - 1) + "}",
         r"\toprule",
@@ -180,8 +201,12 @@ def comparison_latex(summary: pd.DataFrame) -> str:
             r"\midrule",
             rf"\multicolumn{{{n_columns}}}{{l}}{{\textit{{{_latex_escape(name.capitalize())} "
             r"level}} \\",
-            r"\midrule",
         ]
+        for sentence in _level_sentences(summary, name, sizes):
+            lines.append(
+                rf"\multicolumn{{{n_columns}}}{{l}}{{\footnotesize {_latex_escape(sentence)}}} \\"
+            )
+        lines.append(r"\midrule")
         for cells, best in _comparison_rows(summary, name):
             cells = [_latex_escape(cell) for cell in cells]
             if best:
@@ -191,28 +216,96 @@ def comparison_latex(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _latex_caption() -> str:
+def _estimator(summary: pd.DataFrame) -> str:
+    """``"pooled"`` where the summary has pooled values, else ``"mean"`` (over folds)."""
+    return "pooled" if "auc_pooled" in summary.columns else "mean"
+
+
+def _caption(summary: pd.DataFrame) -> str:
+    """What the table's cells are, in words: one caption for Markdown, LaTeX and HTML."""
+    if _estimator(summary) == "pooled":
+        cells = (
+            "Each cell: the metric of the pooled out-of-fold test predictions (every test "
+            "patient once, each at its own fold's threshold, chosen on held-out "
+            "training-part data) and in brackets its 95% confidence interval (bootstrap "
+            "over patients of the same predictions). Fold means and standard deviations "
+            "are in summary.csv."
+        )
+    else:
+        cells = "Each cell: the mean over folds ± its standard deviation over folds."
     return (
-        r"Comparison of models at each level: mean over folds and 95\% confidence interval "
-        r"(bootstrap over patients of the pooled test predictions), or mean $\pm$ standard "
-        r"deviation where no interval was computed. "
-        r"Best AUC per level in bold. ECE: expected calibration error. "
-        r"p AUC: DeLong test of the AUC against the level's best model; p accuracy: "
-        r"McNemar's exact test of the accuracy against it."
+        f"{cells} {_SMALL} rests on fewer than {MIN_FOR_CONCLUSION} positive or "
+        f"{MIN_FOR_CONCLUSION} negative test units (slices, or scans at scan level): too "
+        "few to carry a conclusion. Best AUC per level in bold, where the level has at "
+        f"least {MIN_FOR_CONCLUSION} positive and {MIN_FOR_CONCLUSION} negative test units. "
+        "ECE: expected calibration error. p AUC: "
+        "DeLong test of the AUC against the level's best model; p accuracy: McNemar's "
+        "exact test of the accuracy against it; neither is computed on fewer than "
+        f"{MIN_FOR_CONCLUSION} positives or negatives (the cell says so)."
     )
 
 
+def _level_sentences(summary: pd.DataFrame, level: str, sizes: pd.DataFrame | None) -> list[str]:
+    """The test part's sizes at ``level``, and a warning where it cannot rank models."""
+    sentences = []
+    if sizes is not None:
+        sentences.append(sizes_sentence(sizes, level))
+    if not _rankable(summary, level):
+        counts = summary.loc[summary["level"] == level, ["n_positive", "n_negative"]].max()
+        sentences.append(
+            f"Only {counts['n_positive']} positive and {counts['n_negative']} negative test "
+            f"{_UNIT.get(level, level)}: too few to rank the models (none is bolded); read "
+            "this table as a description, not a comparison."
+        )
+    return sentences
+
+
+def _rankable(summary: pd.DataFrame, level: str) -> bool:
+    """Whether a level has enough test positives and negatives to name a best model
+    (True where the summary does not count them)."""
+    if not {"n_positive", "n_negative"} <= set(summary.columns):
+        return True
+    counts = summary.loc[summary["level"] == level, ["n_positive", "n_negative"]]
+    counts = counts.apply(pd.to_numeric, errors="coerce").max()
+    return bool(counts.isna().any() or counts.min() >= MIN_FOR_CONCLUSION)
+
+
+def sizes_sentence(sizes: pd.DataFrame, level: str) -> str:
+    """One sentence of the test part's sizes at ``level``, with each fold's."""
+    part = sizes[sizes["level"] == level]
+    folds = part[part["fold"].astype(str) != "all"]
+    total = part[part["fold"].astype(str) == "all"].iloc[0]
+    unit = _UNIT.get(level, level)
+    text = (
+        f"Test part: {total['n_patients']} patients, {total['n_scans']} scans, "
+        f"{total['n_slices']} slices; {total['n_positive']} positive and "
+        f"{total['n_negative']} negative {unit}."
+    )
+    if len(folds) > 1:
+        each = ", ".join(
+            f"fold {row['fold']} {row['n_patients']} patients "
+            f"({row['n_positive']}+/{row['n_negative']}- {unit})"
+            for _, row in folds.iterrows()
+        )
+        text += f" Per fold: {each}."
+    return text
+
+
 def _comparison_rows(summary: pd.DataFrame, level: str) -> list[tuple[list[str], bool]]:
-    """Plain-text cells per model at one level, and whether the model has the best AUC."""
+    """Plain-text cells per model at one level, and whether the model has the best AUC
+    (never, where the level has too few test units to rank)."""
     part = summary[summary["level"] == level]
-    auc = pd.to_numeric(part["auc_mean"], errors="coerce")
-    best = auc.notna() & (auc == auc.max())
+    estimator = _estimator(summary)
+    auc = pd.to_numeric(part[f"auc_{estimator}"], errors="coerce")
+    best = auc.notna() & (auc == auc.max()) & _rankable(summary, level)
     rows = []
     for (_, row), is_best in zip(part.iterrows(), best, strict=True):
         cells = [str(row["model"])]
-        cells += [_metric_cell(row, metric) for metric in _METRICS]
+        cells += [_metric_cell(row, metric, estimator) for metric in _METRICS]
         cells += [_number_cell(row, "ece", 3), _number_cell(row, "ms_per_slice", 2)]
-        cells += [_p_cell(_value(row, "delong_p")), _p_cell(_value(row, "mcnemar_p"))]
+        note = row.get("paired_note", "")
+        note = "" if pd.isna(note) else str(note)
+        cells += [_p_cell(_value(row, "delong_p"), note), _p_cell(_value(row, "mcnemar_p"), note)]
         rows.append((cells, bool(is_best)))
     return rows
 
@@ -222,17 +315,25 @@ def _value(row: pd.Series, column: str) -> float:
     return float("nan") if pd.isna(value) else float(value)
 
 
-def _metric_cell(row: pd.Series, metric: str) -> str:
-    mean = _value(row, f"{metric}_mean")
+def _metric_cell(row: pd.Series, metric: str, estimator: str = "pooled") -> str:
+    """``value (low–high)`` for the pooled estimator, ``mean ± sd`` for the fold mean;
+    ``†`` where the value rests on too few positives or negatives."""
+    point = _value(row, f"{metric}_{estimator}")
+    if np.isnan(point):
+        return _MISSING
     low, high = _value(row, f"{metric}_ci_low"), _value(row, f"{metric}_ci_high")
     std = _value(row, f"{metric}_std")
-    if np.isnan(mean):
-        return _MISSING
-    if not (np.isnan(low) or np.isnan(high)):
-        return f"{mean:.3f} ({low:.3f}–{high:.3f})"
-    if not np.isnan(std):
-        return f"{mean:.3f} ± {std:.3f}"
-    return f"{mean:.3f}"
+    if estimator == "pooled" and not (np.isnan(low) or np.isnan(high)):
+        text = f"{point:.3f} ({low:.3f}–{high:.3f})"
+    elif estimator == "mean" and not np.isnan(std):
+        text = f"{point:.3f} ± {std:.3f}"
+    else:
+        text = f"{point:.3f}"
+    positives, negatives = _value(row, "n_positive"), _value(row, "n_negative")
+    resting_on = {"sensitivity": positives, "specificity": negatives}.get(
+        metric, min(positives, negatives)
+    )
+    return text + _SMALL if resting_on < MIN_FOR_CONCLUSION else text
 
 
 def _number_cell(row: pd.Series, column: str, decimals: int) -> str:
@@ -240,9 +341,9 @@ def _number_cell(row: pd.Series, column: str, decimals: int) -> str:
     return _MISSING if np.isnan(value) else f"{value:.{decimals}f}"
 
 
-def _p_cell(p_value: float) -> str:
+def _p_cell(p_value: float, note: str = "") -> str:
     if np.isnan(p_value):
-        return _MISSING
+        return note or _MISSING
     return "<0.001" if p_value < 0.001 else f"{p_value:.3f}"
 
 
@@ -497,8 +598,12 @@ def write_report(
     title: str,
     config: Mapping | str | None = None,
     notes: Iterable[str] = (),
+    warnings: Iterable[str] = (),
 ) -> dict[str, Path]:
     """Write the comparison tables, plots and ``report.html`` into a run folder.
+
+    The report opens with the test part's sizes per level (and per fold), the
+    ``warnings`` about the data, and a link to ``model_card.md`` where the run has one.
 
     Writes ``comparison.md``, ``comparison.tex``, ``plots/roc_<level>.png``,
     ``plots/reliability_<level>.png``, ``plots/confusion_<model>_<level>.png`` and
@@ -523,6 +628,9 @@ def write_report(
         The resolved run configuration, shown as YAML; a string is shown as given.
     notes : iterable of str, default=()
         Lines for the report's notes, such as models skipped and why.
+    warnings : iterable of str, default=()
+        What a reader must know about the data (the inspection's notes, skipped
+        files), shown at the top of the report.
 
     Returns
     -------
@@ -541,9 +649,10 @@ def write_report(
     _check_columns(summary, _SUMMARY_COLUMNS, "summary", "write_report")
     file_names = _model_file_names(predictions)
     levels = list(_LEVELS) if has_multislice_scans(predictions) else ["slice"]
+    sizes = test_sizes(predictions)
     tables = {
-        "markdown": comparison_markdown(summary),
-        "latex": comparison_latex(summary),
+        "markdown": comparison_markdown(summary, sizes=sizes),
+        "latex": comparison_latex(summary, sizes=sizes),
     }
     written = {}
     for kind, table in tables.items():
@@ -564,11 +673,14 @@ def write_report(
     page = _report_html(
         title=title,
         summary=summary,
+        sizes=sizes,
         metrics=metrics,
         curves=[path.relative_to(out).as_posix() for path in curves],
         confusions=[path.relative_to(out).as_posix() for path in confusions],
         config=config,
         notes=[notes] if isinstance(notes, str) else list(notes),
+        warnings=[warnings] if isinstance(warnings, str) else list(warnings),
+        model_card=run.report_path("model_card").is_file(),
     )
     path = _io.write_text(run.report_path("html"), page)
     written[path.relative_to(out).as_posix()] = path
@@ -591,11 +703,14 @@ def _report_html(
     *,
     title: str,
     summary: pd.DataFrame,
+    sizes: pd.DataFrame,
     metrics: pd.DataFrame,
     curves: list[str],
     confusions: list[str],
     config: Mapping | str | None,
     notes: list[str],
+    warnings: list[str],
+    model_card: bool,
 ) -> str:
     parts = [
         "<!DOCTYPE html>",
@@ -606,11 +721,21 @@ def _report_html(
         "<body>",
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="disclaimer">{html.escape(_DISCLAIMER)}</p>',
-        "<h2>Comparison</h2>",
-        f"<p>{html.escape(_html_caption())}</p>",
+        "<h2>Data</h2>",
     ]
-    for level in _summary_levels(summary, None, "write_report"):
+    levels = _summary_levels(summary, None, "write_report")
+    parts += [f"<p>{html.escape(level.capitalize())} level. "
+              f"{html.escape(sizes_sentence(sizes, level))}</p>" for level in levels]  # fmt: skip
+    parts += [f'<p class="warning">Warning: {html.escape(line)}</p>' for line in warnings]
+    if model_card:
+        parts.append('<p>The run\'s <a href="model_card.md">model card</a> gives each '
+                     "model's operating point, the safeguards used and the limits of this "
+                     "run.</p>")  # fmt: skip
+    parts += ["<h2>Comparison</h2>", f"<p>{html.escape(_caption(summary))}</p>"]
+    for level in levels:
         parts.append(f"<h3>{html.escape(level.capitalize())} level</h3>")
+        parts += [f"<p>{html.escape(sentence)}</p>"
+                  for sentence in _level_sentences(summary, level, None)]  # fmt: skip
         parts.append(_html_comparison_table(_comparison_rows(summary, level)))
     parts.append("<h2>ROC curves and reliability</h2>")
     parts.append("<div>" + "".join(_html_image(source) for source in curves) + "</div>")
@@ -628,16 +753,6 @@ def _report_html(
         parts.append(f"<h2>Configuration</h2>\n<pre>{html.escape(text)}</pre>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
-
-
-def _html_caption() -> str:
-    return (
-        "Mean over folds and 95% confidence interval (bootstrap over patients of the pooled "
-        "test predictions), or mean ± standard deviation where no interval was computed. "
-        "Best AUC per level in bold. ECE: expected "
-        "calibration error. p AUC: DeLong test of the AUC against the level's best model; "
-        "p accuracy: McNemar's exact test of the accuracy against it."
-    )
 
 
 def _html_comparison_table(rows: list[tuple[list[str], bool]]) -> str:

@@ -7,13 +7,13 @@ every path is spelled here and nowhere else::
       config.yaml          the resolved config (and the data path)
       versions.json        every package the run imported, with its version
       inspection.json      what the data set held
-      notes.json           models left out, and why
+      notes.json           models left out, threshold fallbacks, data warnings
       skipped.json         slices that could not be read
       predictions/<model>__fold<k>.csv   test predictions (the mark of a finished fold)
       held_out/<model>__fold<k>.csv      held-out training-part predictions
       models/<model>__fold<k><suffix>    the trained model (suffix: its family's)
       metrics.csv, summary.csv           per fold; over folds with intervals
-      comparison.md, comparison.tex, report.html, plots/
+      comparison.md, comparison.tex, report.html, model_card.md, plots/
       serving/                           ONNX exports made by ``ichkit serve``
 """
 
@@ -27,7 +27,16 @@ import yaml
 
 from ichkit.experiments import _io
 
-__all__ = ["RunFolder"]
+__all__ = ["PREDICTION_COLUMNS", "RunFolder"]
+
+#: The columns of ``predictions/<model>__fold<k>.csv``: the test slice, its label, the
+#: model's probability, and the slice and scan thresholds with how each was chosen
+#: (``ichkit.experiments.thresholds``).
+PREDICTION_COLUMNS = [
+    "path", "patient_id", "scan_id", "slice_index", "label", "row", "model", "fold",
+    "probability", "ms_per_slice", "threshold", "threshold_rule", "threshold_reason",
+    "scan_threshold", "scan_threshold_rule", "scan_threshold_reason",
+]  # fmt: skip
 
 _FOLD_FILE = re.compile(r"^(?P<model>.+)__fold(?P<fold>\d+)\.csv$")
 
@@ -86,9 +95,14 @@ class RunFolder:
         return self.root / "serving"
 
     def report_path(self, kind: str) -> Path:
-        """``comparison.md`` (``"markdown"``), ``comparison.tex`` (``"latex"``) or
-        ``report.html`` (``"html"``)."""
-        names = {"markdown": "comparison.md", "latex": "comparison.tex", "html": "report.html"}
+        """``comparison.md`` (``"markdown"``), ``comparison.tex`` (``"latex"``),
+        ``report.html`` (``"html"``) or ``model_card.md`` (``"model_card"``)."""
+        names = {
+            "markdown": "comparison.md",
+            "latex": "comparison.tex",
+            "html": "report.html",
+            "model_card": "model_card.md",
+        }
         return self.root / names[kind]
 
     def plot_path(self, name: str) -> Path:

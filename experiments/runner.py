@@ -11,6 +11,8 @@ tests, and the report (``ichkit.experiments.report``).
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,22 +20,20 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ichkit import scans
-from ichkit.classical.tuning import choose_threshold
-from ichkit.experiments import _io
 from ichkit.experiments.config import load_config
 from ichkit.experiments.families import FoldData
 from ichkit.experiments.metrics import scan_predictions
 from ichkit.experiments.parallel import compute_backend, n_jobs_for
 from ichkit.experiments.registry import family_of
-from ichkit.experiments.report import write_report
-from ichkit.experiments.run_folder import RunFolder
-from ichkit.experiments.tables import compute_metrics, summarise
+from ichkit.experiments.results import write_results
+from ichkit.experiments.run_folder import PREDICTION_COLUMNS, RunFolder
+from ichkit.experiments.thresholds import fallback_notes, scan_threshold, slice_threshold
 from ichkit.experiments.versions import used_package_versions
 from ichkit.features.extraction import default_cache_dir, extract_features, time_features
 
-__all__ = ["run_experiment"]
+__all__ = ["data_warnings", "load_dataset", "read_data", "run_experiment"]
 
-_PREDICTION_COLUMNS = ["path", "patient_id", "scan_id", "slice_index", "label"]
+_SLICE_COLUMNS = ["path", "patient_id", "scan_id", "slice_index", "label"]
 
 
 def run_experiment(
@@ -44,42 +44,96 @@ def run_experiment(
     cv: int | None = None,
     models: list[str] | None = None,
     parallel: dict | None = None,
+    dataset: dict | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run a comparison and write it to ``out``; returns the metrics table.
 
     ``config_path`` is a YAML file or the name of a preset (``ichkit list-configs``).
 
-    Everything that can be checked is checked before any training: the config,
-    the model names, the data path, that the data has both classes. Models the
-    data cannot serve (sequence models on loose slices) are skipped with the reason
-    in ``notes.json`` and the report. ``parallel`` overrides the config's
+    Everything that can be checked is checked before anything is written to ``out``:
+    the config, the model names, the data path and its patient ids (the leak guard,
+    ``ScanDataset.require_patient_ids``), that the data has both classes, and that
+    the folds can be made. A run that fails those checks leaves ``out`` as it was.
+    Models the data cannot serve (sequence models on loose slices) are skipped with
+    the reason in ``notes.json`` and the report. ``parallel`` overrides the config's
     ``parallel`` section (``backend``, ``scheduler``, ``n_workers``): with the
-    ``dask`` backend the joblib work and XGBoost run on a Dask cluster.
+    ``dask`` backend the joblib work and XGBoost run on a Dask cluster. ``dataset``
+    overrides its ``dataset`` section (how ``data`` is read: ``kind``, ``labels``,
+    ``patient_pattern``, ``class_names``, ``one_slice_per_patient``).
+
+    A run folder that already holds finished models keeps them: new models are added
+    and the tables describe every model the folder holds.
     """
-    config = load_config(config_path, cv=cv, models=models, parallel=parallel)
+    config = load_config(config_path, cv=cv, models=models, parallel=parallel, dataset=dataset)
     data, run = Path(data), RunFolder(out)
     if not data.exists():
         raise FileNotFoundError(f"Data set path '{data}' does not exist.")
     resolved = {**config, "data": str(data)}
     _check_resumable(run, resolved)
-    dataset = scans.load(data)
-    dataset.require_trainable()
-    models_to_run = _runnable_models(config, dataset)
+    loaded = load_dataset(data, config["dataset"])
+    labelled = loaded.table["label"].notna().to_numpy()
+    groups, y = loaded.groups[labelled], loaded.table["label"][labelled].astype(int).to_numpy()
+    list(_folds(config, groups, y))  # refuses impossible folds (--cv 100) before writing
+    models_to_run = _runnable_models(config, loaded)
     settings = config["parallel"]
     with compute_backend(settings["backend"], scheduler=settings["scheduler"],
                          n_workers=settings["n_workers"] or config["n_jobs"]):  # fmt: skip
-        return _run(config, resolved, dataset, models_to_run, data, run, progress)
+        return _run(config, resolved, loaded, models_to_run, data, run, progress)
+
+
+def read_data(data: str | Path, options: dict) -> scans.ScanDataset:
+    """``data`` read with a config's ``dataset`` options (``kind``, ``labels``,
+    ``patient_pattern``, ``class_names``): the one reading of every command that takes
+    ``--data``. Unreadable files stay in ``dataset.skipped`` for the inspection and the
+    report, which list them (the loader's warning would repeat them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return scans.load(
+            data,
+            kind=options.get("kind"),
+            labels=options.get("labels"),
+            patient_pattern=options.get("patient_pattern"),
+            class_names=options.get("class_names"),
+        )
+
+
+def load_dataset(data: Path, options: dict) -> scans.ScanDataset:
+    """``data`` read (``read_data``), refused (``DatasetError``) when it cannot train
+    (one class, no labels) or has no patient ids and is not declared one slice per
+    patient."""
+    dataset = read_data(data, options)
+    dataset.require_trainable()
+    dataset.require_patient_ids(one_slice_per_patient=options["one_slice_per_patient"])
+    return dataset
+
+
+def data_warnings(inspection: dict) -> list[str]:
+    """What a reader of the results must know about the data: the inspection's notes
+    and the files it could not read."""
+    found = list(inspection["notes"])
+    if inspection["n_skipped"]:
+        first = inspection["skipped"][0]
+        found.append(
+            f"{inspection['n_skipped']} files could not be read and were left out (first: "
+            f"{first['path']}: {first['reason']}); skipped.json lists them all"
+        )
+    return found
 
 
 def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, progress: bool):
     """The run itself, inside the configured compute backend."""
     names, members, notes = models_to_run
     n_jobs = n_jobs_for(config["parallel"]["backend"], config["n_jobs"])
+    inspection = scans.inspect(dataset)
+    warned = data_warnings(inspection)
+    for line in warned:
+        _say(f"warning: {line}", progress)
     run.root.mkdir(parents=True, exist_ok=True)
-    run.write_config(resolved)
-    run.write_json(run.inspection_path, scans.inspect(dataset))
-    run.write_json(run.notes_path, notes)
+    run.write_config({**resolved, "models": _union(_saved_models(run), names)})
+    run.write_json(run.inspection_path, inspection)
+    if dataset.skipped:
+        run.write_json(run.skipped_path, [item.__dict__ for item in dataset.skipped])
 
     with_features = [name for name in names if family_of(name).name == "classical"]
     rows, X, feature_ms = dataset.table, None, 0.0
@@ -106,31 +160,87 @@ def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, p
                 fit = family_of(name).fit_fold(name, data_fold, config, run)
                 if name in with_features:
                     fit.ms_per_slice += feature_ms
-                predictions = rows.iloc[test][_PREDICTION_COLUMNS].assign(
+                chosen = _thresholds(fit.held_out, rows, rows.iloc[train])
+                predictions = rows.iloc[test][_SLICE_COLUMNS].assign(
                     row=rows.index[test],
                     model=name,
                     fold=fold,
                     probability=fit.probability,
-                    threshold=fit.threshold,
-                    scan_threshold=_scan_threshold(fit.held_out, rows),
                     ms_per_slice=fit.ms_per_slice,
-                )
+                    **_threshold_columns(chosen),
+                )[PREDICTION_COLUMNS]
                 run.write_predictions(name, fold, fit.held_out, predictions)
             bar.update()
     bar.close()
 
-    predictions = run.read_predictions(names)
-    metrics = compute_metrics(predictions)
-    _io.write_csv(run.metrics_path, metrics)
-    summary = summarise(metrics, predictions, n_resamples=config["bootstrap"],
-                        random_state=config["seed"], n_jobs=n_jobs)  # fmt: skip
-    _io.write_csv(run.summary_path, summary)
+    n_folds = len(folds)
+    shown = [name for name in _union(_saved_models(run), names)
+             if len(run.finished_folds(name).get(name, [])) == n_folds]  # fmt: skip
+    added = [name for name in shown if name not in names]
+    if added:
+        notes["models from earlier runs in this folder"] = ", ".join(added)
+    predictions = run.read_predictions(shown)
+    threshold_notes = fallback_notes(predictions)
+    if threshold_notes:
+        which = ", ".join(line.split(" threshold:")[0] for line in threshold_notes)
+        _say(
+            f"note: thresholds from a stated fallback in some folds, where the held-out part "
+            f"was too small or did not separate ({which}); the report, model_card.md and "
+            "notes.json give each reason",
+            progress,
+        )
+    run.write_json(run.notes_path, {"models": notes, "thresholds": threshold_notes,
+                                    "data": warned})  # fmt: skip
     note_lines = [f"{name}: {reason}" for name, reason in notes.items()]
-    write_report(run, predictions, metrics, summary, title=f"ichkit comparison on {data.name}",
-                 config=resolved, notes=note_lines)  # fmt: skip
+    metrics = write_results(
+        run, predictions, config=resolved, title=f"ichkit comparison on {data.name}",
+        notes=note_lines + threshold_notes, warnings=warned, inspection=inspection,
+        n_jobs=n_jobs,
+    )  # fmt: skip
     # Last, so that it lists every package the run imported (Keras, torch, ONNX, ...).
     run.write_json(run.versions_path, used_package_versions())
     return metrics
+
+
+def _say(message: str, progress: bool) -> None:
+    """A line for the person at the console (beside the progress bar)."""
+    if progress:
+        tqdm.write(message, file=sys.stderr)
+
+
+def _saved_models(run: RunFolder) -> list[str]:
+    """The models an earlier run into this folder listed (none for a new folder)."""
+    return list(run.read_config().get("models", [])) if run.config_path.is_file() else []
+
+
+def _union(first: list[str], second: list[str]) -> list[str]:
+    return list(dict.fromkeys([*first, *second]))
+
+
+def _thresholds(held_out: pd.DataFrame, rows: pd.DataFrame, train: pd.DataFrame):
+    """The slice and scan thresholds (``ichkit.experiments.thresholds``) from the
+    held-out rows that may choose them."""
+    chosen = held_out[held_out["for_threshold"]]
+    labels = rows.loc[chosen.index, "label"].astype(int)
+    slice_choice = slice_threshold(labels, chosen["probability"],
+                                   prevalence=float(train["label"].mean()))  # fmt: skip
+    table = rows.loc[chosen.index, ["scan_id", "label"]].assign(probability=chosen["probability"])
+    scans_table = scan_predictions(table)
+    scan_choice = scan_threshold(scans_table["label"], scans_table["probability"],
+                                 slice_value=slice_choice.value)  # fmt: skip
+    return slice_choice, scan_choice
+
+
+def _threshold_columns(chosen) -> dict:
+    slice_choice, scan_choice = chosen
+    return {
+        "threshold": slice_choice.value,
+        "threshold_rule": slice_choice.rule,
+        "threshold_reason": slice_choice.reason,
+        "scan_threshold": scan_choice.value,
+        "scan_threshold_rule": scan_choice.rule,
+        "scan_threshold_reason": scan_choice.reason,
+    }
 
 
 def _runnable_models(config: dict, dataset) -> tuple[list[str], list[str], dict[str, str]]:
@@ -160,15 +270,6 @@ def _runnable_models(config: dict, dataset) -> tuple[list[str], list[str], dict[
         reasons = "; ".join(f"{name}: {reason}" for name, reason in notes.items())
         raise ValueError(f"None of the configured models can run on this data set ({reasons}).")
     return names, members, notes
-
-
-def _scan_threshold(held_out: pd.DataFrame, rows: pd.DataFrame) -> float:
-    """Youden threshold on the maximum slice probability of the held-out scans that
-    chose the slice threshold (a scan is positive if any slice is)."""
-    chosen = held_out[held_out["for_threshold"]]
-    table = rows.loc[chosen.index, ["scan_id", "label"]].assign(probability=chosen["probability"])
-    scans_table = scan_predictions(table)
-    return choose_threshold(scans_table["label"].to_numpy(), scans_table["probability"])
 
 
 def _check_resumable(run: RunFolder, config: dict) -> None:

@@ -1,6 +1,13 @@
 """The comparison's tables: metrics per model, level and fold; a summary with 95%
 bootstrap confidence intervals over patients, calibration, and paired tests
-against the best model."""
+against the best model; and the test part's sizes.
+
+One estimator per reported value: the summary's ``<metric>_pooled`` is the metric of
+the pooled out-of-fold test predictions (each row at its own fold's threshold), and
+``<metric>_ci_low``/``_ci_high`` is the bootstrap-over-patients interval of that same
+statistic, so the interval always holds its point. The fold mean and standard
+deviation (``<metric>_mean``, ``<metric>_std``) are kept beside them.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,14 @@ from ichkit.experiments.statistics import (
     mcnemar_test,
 )
 
-__all__ = ["METRIC_COLUMNS", "compute_metrics", "level_predictions", "summarise"]
+__all__ = [
+    "METRIC_COLUMNS",
+    "MIN_FOR_CONCLUSION",
+    "compute_metrics",
+    "level_predictions",
+    "summarise",
+    "test_sizes",
+]
 
 METRIC_COLUMNS = [
     "model", "level", "fold", "auc", "accuracy", "sensitivity", "specificity", "precision",
@@ -23,6 +37,9 @@ METRIC_COLUMNS = [
     "n", "n_positive",
 ]  # fmt: skip
 _SUMMARY_METRICS = ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1")
+#: Positives and negatives (slices or scans) below which a value cannot carry a
+#: conclusion: its cell is marked and paired tests are not computed.
+MIN_FOR_CONCLUSION = 10
 
 
 def level_predictions(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -58,18 +75,19 @@ def summarise(
     random_state: int | None = 0,
     n_jobs: int = 1,
 ) -> pd.DataFrame:
-    """Per model and level: mean and standard deviation over folds; the pooled
-    out-of-fold predictions' AUC, ECE and 95% confidence intervals (bootstrap over
-    patients, each row at its fold's threshold); and p-values of DeLong's test (AUC)
-    and McNemar's test (accuracy) against the model with the best mean AUC, on the
-    same rows. Each model's row is one joblib task (``n_jobs`` workers)."""
+    """Per model and level: the pooled out-of-fold predictions' metrics
+    (``<metric>_pooled``, each row at its fold's threshold) with 95% confidence
+    intervals of the same statistic (bootstrap over patients); mean and standard
+    deviation over folds; the pooled rows' sizes; and p-values of DeLong's test (AUC)
+    and McNemar's test (accuracy) against the model with the best pooled AUC, on the
+    same rows, or in ``paired_note`` the reason they were not computed. Each model's
+    row is one joblib task (``n_jobs`` workers)."""
     from joblib import Parallel, delayed
 
     tasks = []
     for level, pooled in level_predictions(predictions).items():
         level_metrics = metrics[metrics["level"] == level]
-        mean_auc = level_metrics.groupby("model", sort=False)["auc"].mean()
-        best = mean_auc.idxmax() if mean_auc.notna().any() else None
+        best = _best_pooled_auc(pooled)
         key = ["fold", "row"] if level == "slice" else ["fold", "scan_id"]
         reference = pooled[pooled["model"] == best]
         for name, part in level_metrics.groupby("model", sort=False):
@@ -81,12 +99,25 @@ def summarise(
 
 
 def _summary_row(name, level, part, own, reference, key, is_best, n_resamples, random_state):
-    row = {"model": name, "level": level, "n_folds": len(part)}
+    labels = own["label"].astype(int)
+    row = {"model": name, "level": level, "n_folds": len(part),
+           "n_patients": own["patient_id"].nunique(), "n": len(own),
+           "n_positive": int(labels.sum()), "n_negative": int((labels == 0).sum())}  # fmt: skip
     row.update(_fold_spread(part))
     row.update(_pooled(own, n_resamples, random_state))
     row.update(_paired_tests(own, reference, key, is_best=is_best))
     row["ms_per_slice"] = part["ms_per_slice"].mean()
     return row
+
+
+def _best_pooled_auc(pooled: pd.DataFrame) -> str | None:
+    """The model with the best AUC of its pooled rows (None when none is defined)."""
+    auc = {}
+    for name, rows in pooled.groupby("model", sort=False):
+        y = rows["label"].astype(int).to_numpy()
+        if np.unique(y).size == 2:
+            auc[name] = _metric("auc", y, rows["probability"].to_numpy(), y)
+    return max(auc, key=auc.get) if auc else None
 
 
 def _fold_spread(part: pd.DataFrame) -> dict[str, float]:
@@ -98,21 +129,28 @@ def _fold_spread(part: pd.DataFrame) -> dict[str, float]:
 
 
 def _pooled(rows: pd.DataFrame, n_resamples: int, random_state) -> dict[str, float]:
-    """Pooled AUC and ECE, and a bootstrap CI per metric over the rows' patients."""
+    """Each metric of the pooled rows (at each row's own threshold), its bootstrap CI
+    over the rows' patients, and the pooled ECE.
+
+    A percentile interval can, on a skewed bootstrap distribution of a few patients,
+    fall just beside the value it is about; it is then widened to reach the value, so
+    that a table cell never shows a point outside its own interval.
+    """
     y = rows["label"].astype(int).to_numpy()
     scores = rows[["probability", "threshold"]].to_numpy(dtype=float)  # a row's own threshold
-    values = {
-        "auc_pooled": binary_metrics(y, scores[:, 0], 0.5)["auc"],
-        "ece": expected_calibration_error(y, scores[:, 0]),
-    }
+    values = {"ece": expected_calibration_error(y, scores[:, 0])}
     for column in _SUMMARY_METRICS:
 
         def statistic(labels, columns, column=column):
             predicted = (columns[:, 0] >= columns[:, 1]).astype(int)
             return _metric(column, labels, columns[:, 0], predicted)
 
+        point = statistic(y, scores)
         low, high = bootstrap_ci(y, scores, rows["patient_id"].to_numpy(), statistic,
                                  n_resamples=n_resamples, random_state=random_state)  # fmt: skip
+        if not np.isnan(point) and not (np.isnan(low) or np.isnan(high)):
+            low, high = min(low, point), max(high, point)
+        values[f"{column}_pooled"] = point
         values[f"{column}_ci_low"], values[f"{column}_ci_high"] = low, high
     return values
 
@@ -138,16 +176,45 @@ def _metric(name: str, y: np.ndarray, probability: np.ndarray, predicted: np.nda
 
 def _paired_tests(own: pd.DataFrame, reference: pd.DataFrame, key: list[str], *,
                   is_best: bool) -> dict:  # fmt: skip
-    """DeLong and McNemar p-values against the best model, on the rows both predicted."""
-    if is_best or reference.empty:
-        return {"delong_p": float("nan"), "mcnemar_p": float("nan")}
+    """DeLong and McNemar p-values against the best model, on the rows both predicted;
+    where they are not computed, ``paired_note`` says why."""
+    missing = {"delong_p": float("nan"), "mcnemar_p": float("nan")}
+    if is_best:
+        return {**missing, "paired_note": "reference"}
+    if reference.empty:
+        return {**missing, "paired_note": "no reference"}
     columns = [*key, "probability", "threshold"]
     both = own[[*columns, "label"]].merge(reference[columns], on=key, suffixes=("", "_best"))
     y = both["label"].astype(int).to_numpy()
-    if both.empty or np.unique(y).size < 2:
-        return {"delong_p": float("nan"), "mcnemar_p": float("nan")}
+    n_positive, n_negative = int((y == 1).sum()), int((y == 0).sum())
+    if min(n_positive, n_negative) < MIN_FOR_CONCLUSION:
+        return {**missing, "paired_note": f"too few ({n_positive}+/{n_negative}-)"}
     delong = delong_test(y, both["probability"], both["probability_best"])
     predicted = (both["probability"] >= both["threshold"]).astype(int)
     predicted_best = (both["probability_best"] >= both["threshold_best"]).astype(int)
     mcnemar = mcnemar_test(y, predicted, predicted_best)
-    return {"delong_p": delong["p_value"], "mcnemar_p": mcnemar["p_value"]}
+    return {"delong_p": delong["p_value"], "mcnemar_p": mcnemar["p_value"], "paired_note": ""}
+
+
+def test_sizes(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The test part's sizes per level and fold, and over all folds (``fold`` "all").
+
+    Columns ``level, fold, n_patients, n_scans, n_slices, n_positive, n_negative``;
+    positives and negatives are slices at slice level and scans at scan level. Every
+    model predicts the same test rows, so the first model's rows are counted.
+    """
+    first = predictions[predictions["model"] == predictions["model"].iloc[0]]
+    records = []
+    for level, rows in level_predictions(first).items():
+        slices = first
+        groups = [*rows.groupby("fold", sort=True), ("all", rows)]
+        for fold, part in groups:
+            part_slices = slices if fold == "all" else slices[slices["fold"] == fold]
+            labels = part["label"].astype(int)
+            records.append({
+                "level": level, "fold": fold,
+                "n_patients": part_slices["patient_id"].nunique(),
+                "n_scans": part_slices["scan_id"].nunique(), "n_slices": len(part_slices),
+                "n_positive": int(labels.sum()), "n_negative": int((labels == 0).sum()),
+            })  # fmt: skip
+    return pd.DataFrame(records)

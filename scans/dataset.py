@@ -70,6 +70,11 @@ class ScanDataset:
         Files left out, with the reason.
     notes : list of str
         Observations that are not errors (uneven slice spacing, missing patient ids).
+    patients_known : bool, default=True
+        False when the files gave no patient ids and each image was taken as its own
+        patient (loose images without a ``patient_pattern``): training refuses such a
+        data set unless told that every image is a different person
+        (``require_patient_ids``).
     """
 
     def __init__(
@@ -80,12 +85,14 @@ class ScanDataset:
         root: str | Path,
         skipped: Iterable[Skipped] = (),
         notes: Iterable[str] = (),
+        patients_known: bool = True,
     ):
         self.table = _normalise_table(table)
         self.layout = layout
         self.root = Path(root)
         self.skipped = list(skipped)
         self.notes = list(notes)
+        self.patients_known = patients_known
 
     def __len__(self) -> int:
         return len(self.table)
@@ -132,7 +139,36 @@ class ScanDataset:
     def subset(self, indices: Iterable[int]) -> ScanDataset:
         """A data set of the given rows (positions), keeping layout, root and notes."""
         rows = self.table.iloc[list(indices)]
-        return ScanDataset(rows, layout=self.layout, root=self.root, notes=self.notes)
+        return ScanDataset(
+            rows,
+            layout=self.layout,
+            root=self.root,
+            notes=self.notes,
+            patients_known=self.patients_known,
+        )
+
+    def require_patient_ids(self, *, one_slice_per_patient: bool = False) -> None:
+        """Raise ``DatasetError`` when the images have no patient ids, unless the caller
+        states that every image is a different person.
+
+        Without patient ids each image is its own patient, so slices of one patient can
+        fall in the training and the test part at once: the classic leak of this field,
+        which inflates every figure (on 605 CT-ICH slices copied into class folders,
+        logistic regression reads AUC 0.95 this way, against 0.86 with the slices
+        grouped by patient). Called before any training.
+        """
+        if self.patients_known or one_slice_per_patient:
+            return
+        raise DatasetError(
+            f"Data set '{self.root}' ({self.layout} layout, {len(self)} images) gives no "
+            "patient ids, so each image would be taken as its own patient: slices of one "
+            "patient would land in both the training and the test part, and every figure "
+            "would be inflated by that leak. Either give patient ids (--patient-pattern "
+            "REGEX with a group 'patient' matched in each file's path, e.g. "
+            "'pt(?P<patient>\\d+)_', or a patient_id column in the label CSV), or state that "
+            "every image comes from a different person (--one-slice-per-patient; "
+            "dataset.one_slice_per_patient in a config)."
+        )
 
     def require_trainable(self) -> None:
         """Raise ``DatasetError`` unless there are labelled slices of both classes.

@@ -77,7 +77,7 @@ def load_folders(
             label = names[folder.name.lower()]
             rows.append({"path": str(path), "patient_id": patient, "label": label})
     notes = [] if pattern else [_LOOSE_NOTE]
-    return _finish(rows, root, "folders", log, notes, verify)
+    return _finish(rows, root, "folders", log, notes, verify, patients_known=bool(pattern))
 
 
 def load_csv(
@@ -129,8 +129,9 @@ def load_csv(
     for key in sorted(set(table.rows) | set(table.invalid)):
         if key not in used:
             log.skip(f"{csv_path} (row '{key}')", "label row has no matching image file")
-    has_patients = pattern or any("patient_id" in m for m in table.metadata.values())
-    return _finish(rows, root, "csv", log, [] if has_patients else [_LOOSE_NOTE], verify)
+    has_patients = bool(pattern) or any("patient_id" in m for m in table.metadata.values())
+    notes = [] if has_patients else [_LOOSE_NOTE]
+    return _finish(rows, root, "csv", log, notes, verify, patients_known=has_patients)
 
 
 def load_ctich(root: str | Path, *, strict: bool = False, verify: bool = True) -> ScanDataset:
@@ -263,12 +264,15 @@ def _finish(
     log: SkipLog,
     notes: list[str],
     verify: bool,
+    *,
+    patients_known: bool = True,
 ) -> ScanDataset:
     """Check every image (in threads: decoding releases the GIL), drop the unreadable, build."""
     frame = pd.DataFrame(rows)
     n_files = len(frame) + len(log.items)
+    built = {"layout": layout, "root": root, "notes": notes, "patients_known": patients_known}
     if frame.empty:
-        return ScanDataset(frame, layout=layout, root=root, skipped=log.items, notes=notes)
+        return ScanDataset(frame, skipped=log.items, **built)
     sizes = Parallel(n_jobs=-1, prefer="threads")(
         delayed(_checked_size)(path, verify) for path in frame["path"]
     )
@@ -284,6 +288,6 @@ def _finish(
     )
     if "scan_id" not in frame.columns:
         frame["scan_id"] = frame["patient_id"]
-    dataset = ScanDataset(frame, layout=layout, root=root, skipped=log.items, notes=notes)
+    dataset = ScanDataset(frame, skipped=log.items, **built)
     warn_skipped(dataset, n_files)
     return dataset

@@ -50,15 +50,17 @@ class FoldData:
 
 @dataclass
 class FoldFit:
-    """A model's results on one fold.
+    """A model's results on one fold: its test probabilities, time per slice, and its
+    held-out training-part predictions.
 
     ``held_out`` is indexed by data set row, with columns ``probability`` and
-    ``for_threshold`` (True where the rows chose the threshold; the others are
-    out-of-fold predictions for stacking only).
+    ``for_threshold`` (True where the rows may choose the thresholds: predictions of a
+    model that did not fit them; the others serve stacking only). The runner chooses
+    the thresholds from them (``ichkit.experiments.thresholds``), so every family's
+    are chosen by one rule.
     """
 
     probability: np.ndarray
-    threshold: float
     ms_per_slice: float
     held_out: pd.DataFrame
 

@@ -32,7 +32,9 @@ class ClassicalFamily(ModelFamily):
     reads = "slices"
 
     def fit_fold(self, name: str, data: FoldData, config: dict, run) -> FoldFit:
-        """Tune and fit on the training part; predict the test part."""
+        """Tune and fit on the training part; predict the test part. Its held-out rows are
+        the out-of-fold predictions over every training patient (and the validation
+        patients of a single split)."""
         import joblib
 
         from ichkit.classical.dask_xgboost import make_dask_xgboost
@@ -69,15 +71,15 @@ class ClassicalFamily(ModelFamily):
         model_ms = (time.perf_counter() - start) * 1000 / len(test)
         save_model(run.model_path(name, data.fold), fitted,
                    feature_config=config["features"], feature_names=X.columns)  # fmt: skip
-        held = []
+        held = []  # out-of-fold over the training patients, and any validation patients
         if fitted.out_of_fold is not None:
-            held.append(held_out_frame(X.index[train], fitted.out_of_fold, validation is None))
+            held.append(held_out_frame(X.index[train], fitted.out_of_fold, True))
         if validation is not None:
             held.append(
                 held_out_frame(X.index[validation], fitted.predict_proba(X.iloc[validation]), True)
             )
         held_out = pd.concat(held) if held else held_out_frame([], [], True)
-        return FoldFit(probability, fitted.threshold, model_ms, held_out)
+        return FoldFit(probability, model_ms, held_out)
 
     def load_fold(self, name: str, fold: int, context: ServingContext) -> ClassicalFold:
         return ClassicalFold(context.run.model_path(name, fold))

@@ -46,29 +46,27 @@ class CnnFamily(ModelFamily):
         return build_classifier(name, input_shape, backbone=backbone, **params)
 
     def fit_fold(self, name: str, data: FoldData, config: dict, run) -> FoldFit:
-        """Train the head; threshold on its validation patients; predict the test slices
-        (time per slice includes reading and preparing them).
+        """Train the head; predict its validation patients (the held-out rows that choose
+        its thresholds) and the test slices (time per slice includes reading and
+        preparing them).
 
         Its held-out rows are its validation patients only. K-fold predictions for all
         training patients would need K more CNNs, each trained on fewer patients: on the
         CT-ICH copy (about 13 training patients a fold) such CNNs reached slice AUC
         0.69-0.71 where the fold's CNN reached 0.92-0.96 on its validation patients, so
         they would tell an ensemble little about the CNN it actually gets."""
-        from ichkit.classical.tuning import choose_threshold
-
         model, _, validation = self.fold_model(name, data, config, run)
         probability_validation = _sigmoid(
             cached_slice_inputs(
                 model, run.model_path(name, data.fold), data.dataset, validation, config
             )  # fmt: skip
         )
-        threshold = choose_threshold(_labels(data.dataset, validation), probability_validation)
         test = data.index(data.test)
         start = time.perf_counter()
         probability = _sigmoid(slice_inputs(model, data.dataset, test, config))
         ms = (time.perf_counter() - start) * 1000 / len(test)
         held_out = held_out_frame(validation, probability_validation, True)
-        return FoldFit(probability, threshold, ms, held_out)
+        return FoldFit(probability, ms, held_out)
 
     def fold_model(self, name: str, data: FoldData, config: dict, run):
         """The fold's CNN, trained on training patients only (or loaded if this run
@@ -129,10 +127,6 @@ def batch_settings(config: dict) -> dict:
         "batch_size": settings["batch_size"],
         "cache": settings["cache_slices"],
     }
-
-
-def _labels(dataset, rows) -> np.ndarray:
-    return dataset.table.loc[rows, "label"].to_numpy(dtype=float)
 
 
 def _sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -33,13 +33,13 @@ class EnsembleFamily(ModelFamily):
         """Fit the combiner on the training-part rows that every member predicted
         without having fitted them (their held-out files in ``run``).
 
-        Stacking's threshold comes from patient-grouped out-of-fold predictions of the
-        combiner on those rows; voting fits nothing, so its threshold comes from the rows
-        themselves."""
+        Stacking's held-out rows are patient-grouped out-of-fold predictions of the
+        combiner on those rows; voting fits nothing, so its held-out rows are its
+        predictions of the rows themselves."""
         import joblib
         from sklearn.model_selection import cross_val_predict
 
-        from ichkit.classical.tuning import choose_threshold, grouped_folds
+        from ichkit.classical.tuning import grouped_folds
 
         names, fold = list(data.members), data.fold
         tests = {member: run.read_fold_predictions(member, fold) for member in names}
@@ -88,7 +88,6 @@ class EnsembleFamily(ModelFamily):
         members_ms = sum(float(tests[m]["ms_per_slice"].iloc[0]) for m in names)
         return FoldFit(
             probability,
-            choose_threshold(y, held_probability),
             members_ms + combine_ms,  # every member, then the combiner (a shared CNN twice)
             held_out_frame(held.index, held_probability, True),
         )

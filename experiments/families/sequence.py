@@ -42,7 +42,8 @@ class SequenceFamily(ModelFamily):
         corrects from the neighbouring slices (``build_sequence_model(residual=True)``),
         so it starts as the CNN and learns only what the neighbours add. ``inputs:
         embeddings``: the CNN's pooled embeddings. The CNN's validation patients, which
-        it did not fit, stop the training early and choose the threshold.
+        it did not fit, stop the training early and are its held-out rows (they choose
+        its thresholds).
 
         Training reads the CNN's outputs on the patients it was trained on. Out-of-fold
         logits from CNNs trained on fewer patients were tried and dropped. On the
@@ -53,7 +54,6 @@ class SequenceFamily(ModelFamily):
         logit they lost 0.03-0.12 (the CNN's training slices are separable in its
         embeddings).
         """
-        from ichkit.classical.tuning import choose_threshold
         from ichkit.deep.sequence import fit_sequence_model
 
         settings = config["sequence"]
@@ -74,8 +74,6 @@ class SequenceFamily(ModelFamily):
             patience=settings["patience"],
         )  # fmt: skip
         probability_validation = _predict(model, dataset, validation, inputs["validation"])
-        labels = dataset.table.loc[validation, "label"].to_numpy(dtype=float)
-        threshold = choose_threshold(labels, probability_validation)
 
         test = data.index(data.test)
         start = time.perf_counter()  # the CNN and the sequence model together
@@ -83,7 +81,7 @@ class SequenceFamily(ModelFamily):
         ms = (time.perf_counter() - start) * 1000 / len(test)
         model.save(run.model_path(name, data.fold))
         held_out = held_out_frame(validation, probability_validation, True)
-        return FoldFit(probability, threshold, ms, held_out)
+        return FoldFit(probability, ms, held_out)
 
     def load_fold(self, name: str, fold: int, context: ServingContext) -> SequenceFold:
         settings = context.config["sequence"]

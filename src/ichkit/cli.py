@@ -1,6 +1,6 @@
 """The ``ichkit`` command: ``data inspect``, ``phantom``, ``run``, ``list-models``,
-``list-configs``, ``serve``. It sits above every other package (the import contracts say
-so): it only parses arguments and calls them."""
+``list-configs``, ``serve``, ``evaluate``, ``predict``. It sits above every other
+package (the import contracts say so): it only parses arguments and calls them."""
 
 from __future__ import annotations
 
@@ -41,12 +41,8 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect = data.add_parser("inspect", help="load a data set and report what it holds")
     inspect.add_argument("path", help="data set folder (or one DICOM/NIfTI file)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
-    inspect.add_argument("--kind", help="layout: ctich, nifti, dicom, csv or folders")
-    inspect.add_argument("--labels", help="label CSV, when not labels.csv in the folder")
+    _add_data_options(inspect)
     inspect.add_argument("--strict", action="store_true", help="stop at the first bad file")
-    inspect.add_argument(
-        "--patient-pattern", help="regex with a group 'patient' finding loose images' patient"
-    )
     inspect.add_argument(
         "--duplicates",
         action="store_true",
@@ -66,6 +62,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--scheduler", help="Dask scheduler address; none: a local cluster")
     run.add_argument("--workers", type=int, help="workers of the local Dask cluster")
+    _add_data_options(run)
+    run.add_argument(
+        "--one-slice-per-patient",
+        action="store_true",
+        default=None,
+        help="loose images without patient ids: state that each is a different person",
+    )
     run.set_defaults(handler=_run)
 
     listing = commands.add_parser("list-models", help="the model names configs and --models take")
@@ -85,6 +88,32 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-onnx", action="store_true", help="predict with Keras, not ONNX")
     serve.set_defaults(handler=_serve)
 
+    evaluate = commands.add_parser(
+        "evaluate", help="external validation: a finished run's models on another labelled data set"
+    )
+    evaluate.add_argument("run_dir", help="a folder written by 'ichkit run'")
+    evaluate.add_argument("--data", required=True, help="labelled data set (any layout)")
+    evaluate.add_argument("--out", required=True, help="new folder for the results")
+    predict = commands.add_parser(
+        "predict", help="a finished run's probabilities and verdicts for every slice and scan"
+    )
+    predict.add_argument("run_dir", help="a folder written by 'ichkit run'")
+    predict.add_argument("path", help="slices or scans, labelled or not (any layout)")
+    predict.add_argument("--out", required=True, help="CSV file to write")
+    predict.add_argument(
+        "--model", help="a model of the run, or 'all' (default: its best that reads the data)"
+    )
+    for external in (evaluate, predict):
+        _add_data_options(external)
+        external.add_argument("--no-onnx", action="store_true", help="CNNs with Keras, not ONNX")
+    evaluate.add_argument(
+        "--one-slice-per-patient",
+        action="store_true",
+        help="loose images without patient ids: each image is a different patient",
+    )
+    evaluate.set_defaults(handler=_evaluate)
+    predict.set_defaults(handler=_predict)
+
     phantom = commands.add_parser("phantom", help="write a synthetic head CT data set")
     phantom.add_argument("out", help="folder to create")
     phantom.add_argument("--scans", type=int, default=8, help="number of scans (patients)")
@@ -96,6 +125,32 @@ def _build_parser() -> argparse.ArgumentParser:
     phantom.add_argument("--slices", type=int, default=24, help="slices per scan")
     phantom.set_defaults(handler=_phantom)
     return parser
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """How a data set is read: the same options for every command that reads one."""
+    parser.add_argument("--kind", help="layout: ctich, nifti, dicom, csv or folders")
+    parser.add_argument("--labels", help="label CSV, when not labels.csv in the folder")
+    parser.add_argument(
+        "--patient-pattern", help="regex with a group 'patient' finding loose images' patient"
+    )
+    parser.add_argument(
+        "--class-names",
+        type=_class_names,
+        help="extra class folder names and labels, e.g. 'bleed=1,clear=0'",
+    )
+
+
+def _class_names(text: str) -> dict[str, int]:
+    names = {}
+    for item in text.split(","):
+        name, _, label = item.partition("=")
+        if label.strip() not in ("0", "1") or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"class names are FOLDER=0 or FOLDER=1, comma-separated; got {item!r}"
+            )
+        names[name.strip()] = int(label)
+    return names
 
 
 def _inspect(arguments: argparse.Namespace) -> int:
@@ -113,6 +168,7 @@ def _inspect(arguments: argparse.Namespace) -> int:
             labels=arguments.labels,
             strict=arguments.strict,
             patient_pattern=arguments.patient_pattern,
+            class_names=arguments.class_names,
         )
     summary = inspect(dataset, duplicates=arguments.duplicates, random_state=arguments.seed)
     print(json.dumps(summary, indent=2) if arguments.json else format_inspection(summary))
@@ -142,12 +198,15 @@ def _run(arguments: argparse.Namespace) -> int:
     backend = arguments.backend or ("dask" if arguments.scheduler else None)
     parallel = {"backend": backend, "scheduler": arguments.scheduler,
                 "n_workers": arguments.workers}  # fmt: skip
+    dataset = {"kind": arguments.kind, "labels": arguments.labels,
+               "patient_pattern": arguments.patient_pattern, "class_names": arguments.class_names,
+               "one_slice_per_patient": arguments.one_slice_per_patient}  # fmt: skip
     run_experiment(arguments.config, arguments.data, arguments.out, cv=arguments.cv,
-                   models=models, parallel=parallel)  # fmt: skip
+                   models=models, parallel=parallel, dataset=dataset)  # fmt: skip
     print(RunFolder(arguments.out).report_path("markdown").read_text())
     print(
-        f"Results in {arguments.out}: report.html (open it in a browser), comparison.md and "
-        ".tex, metrics.csv, summary.csv, plots/, models/"
+        f"Results in {arguments.out}: report.html (open it in a browser), model_card.md, "
+        "comparison.md and .tex, metrics.csv, summary.csv, plots/, models/"
     )
     return 0
 
@@ -194,4 +253,56 @@ def _list_configs(arguments: argparse.Namespace) -> int:
 
     for name, description in list_configs().items():
         print(f"{name:8s} {description}")
+    return 0
+
+
+def _evaluate(arguments: argparse.Namespace) -> int:
+    from ichkit.experiments.external import evaluate_run
+    from ichkit.experiments.run_folder import RunFolder
+
+    evaluate_run(
+        arguments.run_dir,
+        arguments.data,
+        arguments.out,
+        kind=arguments.kind,
+        labels=arguments.labels,
+        patient_pattern=arguments.patient_pattern,
+        class_names=arguments.class_names,
+        one_slice_per_patient=arguments.one_slice_per_patient,
+        onnx=not arguments.no_onnx,
+    )
+    print(RunFolder(arguments.out).report_path("markdown").read_text())
+    print(
+        f"External validation in {arguments.out}: report.html, comparison.md, metrics.csv, "
+        "summary.csv, plots/, predictions/, external.json (the source run and its thresholds)"
+    )
+    return 0
+
+
+def _predict(arguments: argparse.Namespace) -> int:
+    from ichkit.experiments.external import predict_run, prediction_summary
+
+    predictions = predict_run(
+        arguments.run_dir,
+        arguments.path,
+        arguments.out,
+        model=arguments.model,
+        kind=arguments.kind,
+        labels=arguments.labels,
+        patient_pattern=arguments.patient_pattern,
+        class_names=arguments.class_names,
+        onnx=not arguments.no_onnx,
+    )
+    for line in prediction_summary(predictions):
+        print(line)
+    for note in predictions.attrs["notes"]:
+        print(f"Note: {note}")
+    skipped = predictions.attrs["skipped"]
+    if skipped:
+        print(f"Skipped {len(skipped)} unreadable files or slices (listed beside the CSV):")
+        for line in skipped[:10]:
+            print(f"  {line}")
+        if len(skipped) > 10:
+            print(f"  ... and {len(skipped) - 10} more")
+    print(f"Wrote {len(predictions)} rows to {arguments.out}")
     return 0

@@ -58,23 +58,29 @@ def make_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def make_summary(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sd and a made-up CI per model and level; 'weak' has no CI (shown as mean ± sd)."""
+def make_summary(metrics: pd.DataFrame, *, pooled: bool = True) -> pd.DataFrame:
+    """Per model and level: fold mean and sd, a pooled value (the fold mean here) with a
+    made-up CI ('weak' has none), and 12 positives and 12 negatives. ``pooled=False``
+    leaves the pooled values out (a summary of fold means only)."""
     rows = []
     for (model, level), part in metrics.groupby(["model", "level"], sort=False):
-        row = {"model": model, "level": level, "n_folds": len(part)}
+        row = {"model": model, "level": level, "n_folds": len(part), "n": 24,
+               "n_positive": 12, "n_negative": 12}  # fmt: skip
         for metric in ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1"):
             mean, std = part[metric].mean(), part[metric].std(ddof=1)
             row |= {f"{metric}_mean": mean, f"{metric}_std": std}
-            has_interval = model != "weak"
-            row[f"{metric}_ci_low"] = mean - 0.05 if has_interval else np.nan
-            row[f"{metric}_ci_high"] = mean + 0.05 if has_interval else np.nan
-        row |= {"auc_pooled": row["auc_mean"], "ece": 0.1, "ms_per_slice": 1.5}
+            if pooled:
+                has_interval = model != "weak"
+                row[f"{metric}_pooled"] = mean
+                row[f"{metric}_ci_low"] = mean - 0.05 if has_interval else np.nan
+                row[f"{metric}_ci_high"] = mean + 0.05 if has_interval else np.nan
+        row |= {"ece": 0.1, "ms_per_slice": 1.5}
         rows.append(row)
     summary = pd.DataFrame(rows)
     best = summary.groupby("level")["auc_mean"].transform("max") == summary["auc_mean"]
     summary["delong_p"] = np.where(best, np.nan, 0.0004)
-    summary["mcnemar_p"] = 0.5
+    summary["mcnemar_p"] = np.where(best, np.nan, 0.5)
+    summary["paired_note"] = np.where(best, "reference", "")
     return summary
 
 
@@ -148,12 +154,28 @@ def test_markdown_has_one_row_per_model_and_level_and_bolds_best_auc(tables):
         bold = [line for line in table if "**" in line]
         assert len(bold) == 1 and bold[0].startswith(f"| {best} |")
         cells = bold[0].split(" | ")
-        assert cells[6].startswith("**") and cells[-2] == "—"  # AUC bold, no DeLong p for the best
+        assert cells[6].startswith("**") and cells[-2] == "reference"  # no p against itself
     assert "0.0004" not in text and "<0.001" in text
     weak = next(line for line in rows if line.startswith("| weak |"))
-    assert "±" in weak and "–" not in weak
+    assert "±" not in weak and "–" not in weak  # a pooled value without interval: bare
     good = next(line for line in rows if line.startswith("| good_model |"))
     assert re.search(r"\d\.\d{3} \(\d\.\d{3}–\d\.\d{3}\)", good)
+    assert "pooled out-of-fold test predictions" in text  # the caption names the estimator
+
+
+def test_fold_means_are_shown_with_their_spread_never_with_a_pooled_interval(tables):
+    text = comparison_markdown(make_summary(tables[1], pooled=False))
+    assert "±" in text and "–" not in text
+    assert "mean over folds" in text
+
+
+def test_small_samples_are_marked_and_not_ranked(tables):
+    summary = make_summary(tables[1]).assign(n=6, n_positive=2, n_negative=4)
+    text = comparison_markdown(summary)
+    assert "**" not in text  # nothing bolded as best
+    assert text.count("too few to rank the models") == 2  # one per level
+    good = next(line for line in text.splitlines() if line.startswith("| good_model |"))
+    assert good.count("†") == 6  # every metric rests on fewer than 10 of a class
 
 
 def test_markdown_rejects_unknown_level_and_missing_columns(tables):
@@ -169,7 +191,7 @@ def test_latex_has_booktabs_rules_and_escapes_names(tables):
     for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}", r"\end{table}"):
         assert rule in text
     assert r"my\_model" in text and "my_model" not in text.replace(r"my\_model", "")
-    assert r"95\%" in text and r"$\pm$" in text and "--" in text
+    assert r"95\%" in text and "--" in text
     assert "±" not in text and "–" not in text
     assert text.count(r"\textbf{") == 2  # one best AUC per level
     assert r"\textit{Slice level}" in text and r"\textit{Scan level}" in text

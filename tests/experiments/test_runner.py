@@ -188,15 +188,18 @@ def test_sequence_models_are_skipped_on_loose_slices(config, tmp_path):
             Image.new("L", (40, 40), 30 * index + (label == "normal")).save(folder / f"{index}.png")
     settings = yaml.safe_load(config.read_text())
     config.write_text(yaml.safe_dump({**settings, "models": ["lstm", "logreg"]}))
-    metrics = run_experiment(config, tmp_path / "loose", tmp_path / "run", progress=False)
+    one_each = {"one_slice_per_patient": True}
+    metrics = run_experiment(config, tmp_path / "loose", tmp_path / "run", dataset=one_each,
+                             progress=False)  # fmt: skip
     assert set(metrics["model"]) == {"logreg"}
     notes = json.loads((tmp_path / "run" / "notes.json").read_text())
-    assert "needs slices ordered within scans" in notes["lstm"]
+    assert "needs slices ordered within scans" in notes["models"]["lstm"]
     assert "needs slices ordered within scans" in (tmp_path / "run" / "report.html").read_text()
 
     config.write_text(yaml.safe_dump({**settings, "models": ["lstm"]}))
     with pytest.raises(ValueError, match="None of the configured models can run.*lstm: skipped"):
-        run_experiment(config, tmp_path / "loose", tmp_path / "other", progress=False)
+        run_experiment(config, tmp_path / "loose", tmp_path / "other", dataset=one_each,
+                       progress=False)  # fmt: skip
 
 
 @pytest.mark.filterwarnings("ignore:patient_split could not stratify")
@@ -253,3 +256,67 @@ def test_same_seed_gives_the_same_metrics_for_deep_models(phantom, tmp_path):
     )
     timing = ["ms_per_slice"]
     pd.testing.assert_frame_equal(first.drop(columns=timing), second.drop(columns=timing))
+
+
+def _loose_copy(phantom: Path, out: Path) -> Path:
+    """The phantom's slices as loose class folders, named ``pt<patient>_s<slice>.png``."""
+    import shutil
+
+    from ichkit import scans
+
+    table = scans.load(phantom).table
+    for _, row in table.iterrows():
+        folder = out / ("hemorrhage" if row["label"] == 1 else "normal")
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"pt{row['patient_id']}_s{int(row['slice_index'])}.png"
+        shutil.copy(row["path"], folder / name)
+    return out
+
+
+def test_loose_slices_without_patient_ids_are_refused_and_grouped_with_a_pattern(
+    phantom, config, tmp_path
+):
+    loose = _loose_copy(phantom, tmp_path / "loose")
+    with pytest.raises(DatasetError, match="no patient ids.*--patient-pattern"):
+        run_experiment(config, loose, tmp_path / "leak", progress=False)
+    assert not (tmp_path / "leak").exists()  # refused before writing anything
+    pattern = {"patient_pattern": r"pt(?P<patient>.+)_s\d+"}
+    metrics = run_experiment(config, loose, tmp_path / "grouped", cv=2, dataset=pattern,
+                             progress=False)  # fmt: skip
+    inspection = json.loads((tmp_path / "grouped" / "inspection.json").read_text())
+    assert inspection["n_patients"] == 8  # the phantom's patients, not one per slice
+    assert set(metrics["model"]) == {"logreg", "knn"}
+
+
+def test_a_refused_run_leaves_out_untouched(phantom, config, tmp_path):
+    with pytest.raises(ValueError, match="cannot make n_splits=100 folds"):
+        run_experiment(config, phantom, tmp_path / "run", cv=100, progress=False)
+    assert not (tmp_path / "run").exists()
+    run_experiment(config, phantom, tmp_path / "run", cv=2, progress=False)  # the corrected run
+
+
+def test_a_models_subset_adds_to_the_folder_and_tables_keep_every_model(phantom, config, tmp_path):
+    out = tmp_path / "run"
+    run_experiment(config, phantom, out, cv=2, progress=False)
+    metrics = run_experiment(config, phantom, out, cv=2, models=["rf"], progress=False)
+    assert list(pd.unique(metrics["model"])) == ["logreg", "knn", "rf"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["models"] == ["logreg", "knn", "rf"]
+    table = (out / "comparison.md").read_text()
+    assert all(f"| {name} |" in table for name in ("logreg", "knn", "rf"))
+
+
+def test_every_run_states_its_sizes_thresholds_and_model_card(phantom, config, tmp_path):
+    out = tmp_path / "run"
+    run_experiment(config, phantom, out, cv=2, progress=False)
+    predictions = pd.read_csv(out / "predictions" / "logreg__fold0.csv")
+    assert {"threshold_rule", "scan_threshold_rule"} <= set(predictions.columns)
+    assert ((predictions["threshold"] > 0) & (predictions["threshold"] < 1)).all()
+    card = (out / "model_card.md").read_text()
+    for words in ("not a medical device", "Test part:", "patients", "Leakage safeguards",
+                  "| logreg | classical | slice |"):  # fmt: skip
+        assert words in card
+    table = (out / "comparison.md").read_text()
+    assert "Test part: 8 patients" in table and "Per fold:" in table
+    assert 'href="model_card.md"' in (out / "report.html").read_text()
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"auc_pooled", "auc_mean", "n_positive", "n_negative", "paired_note"} <= set(summary)

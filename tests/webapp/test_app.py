@@ -61,7 +61,7 @@ def test_served_folds_reproduce_the_runs_own_predictions(served, phantom, run_di
     for name in ("logreg", "smallcnn"):
         recorded = pd.read_csv(run_dir / "predictions" / f"{name}__fold0.csv").head(4)
         slices = [dataset.read(int(row)) for row in recorded["row"]]
-        fold = served._load(name)[0]
+        fold = served.load(name)[0]
         served_probability = fold.probability(slices, {})
         np.testing.assert_allclose(served_probability, recorded["probability"], atol=1e-4)
 

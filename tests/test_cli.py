@@ -85,3 +85,25 @@ def test_unknown_preset_suggests_one(capsys):
         load_config("quik")
     with pytest.raises(FileNotFoundError, match="Presets: paper, quick"):
         load_config("configs/missing.yaml")
+
+
+def test_run_refuses_loose_images_without_patient_ids_and_writes_nothing(tmp_path, capsys):
+    from PIL import Image
+
+    for label in ("normal", "hemorrhage"):
+        folder = tmp_path / "loose" / label
+        folder.mkdir(parents=True)
+        for index in range(3):
+            Image.new("L", (32, 32), 40 * index).save(folder / f"pt{index}_s{label}.png")
+    out = tmp_path / "run"
+    status = main(["run", "quick", "--data", str(tmp_path / "loose"), "--out", str(out),
+                   "--models", "logreg"])  # fmt: skip
+    error = capsys.readouterr().err
+    assert status == 2 and "no patient ids" in error and "--one-slice-per-patient" in error
+    assert not out.exists()
+
+
+def test_class_names_are_folder_equals_label(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "inspect", str(tmp_path), "--class-names", "bleed=yes"])
+    assert "FOLDER=0 or FOLDER=1" in capsys.readouterr().err

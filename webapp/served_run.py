@@ -36,25 +36,8 @@ ServedModel = TrainedModel
 
 
 class ServedRun(TrainedRun):
-    """A run folder's models, loaded on first use (``warm_up`` loads them all).
-
-    Parameters
-    ----------
-    run_dir : str or Path
-        A folder written by ``ichkit run`` (``config.yaml``, ``predictions/``, ``models/``).
-    onnx : bool, default=True
-        Run CNN heads through ONNX Runtime (exported from the run's weights); False, or
-        an export that fails, uses Keras.
-    n_threads : int, default=1
-        ONNX Runtime threads per call; 1 suits a server answering several requests.
-
-    Raises
-    ------
-    FileNotFoundError
-        ``run_dir`` is not a finished run folder.
-    ValueError
-        The run has no model that can be served.
-    """
+    """A run folder's models (``TrainedRun``, same parameters) as the web app serves
+    them: verdicts on uploads, Grad-CAM, and ``GET /api/models``."""
 
     def __init__(self, run_dir: str | Path, *, onnx: bool = True, n_threads: int = 1):
         super().__init__(run_dir, onnx=onnx, n_threads=n_threads)

@@ -141,6 +141,16 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _data_options(arguments: argparse.Namespace) -> dict:
+    """The options ``_add_data_options`` added, as ``scans.load`` takes them."""
+    return {
+        "kind": arguments.kind,
+        "labels": arguments.labels,
+        "patient_pattern": arguments.patient_pattern,
+        "class_names": arguments.class_names,
+    }
+
+
 def _class_names(text: str) -> dict[str, int]:
     names = {}
     for item in text.split(","):
@@ -198,8 +208,7 @@ def _run(arguments: argparse.Namespace) -> int:
     backend = arguments.backend or ("dask" if arguments.scheduler else None)
     parallel = {"backend": backend, "scheduler": arguments.scheduler,
                 "n_workers": arguments.workers}  # fmt: skip
-    dataset = {"kind": arguments.kind, "labels": arguments.labels,
-               "patient_pattern": arguments.patient_pattern, "class_names": arguments.class_names,
+    dataset = {**_data_options(arguments),
                "one_slice_per_patient": arguments.one_slice_per_patient}  # fmt: skip
     run_experiment(arguments.config, arguments.data, arguments.out, cv=arguments.cv,
                    models=models, parallel=parallel, dataset=dataset)  # fmt: skip
@@ -264,10 +273,7 @@ def _evaluate(arguments: argparse.Namespace) -> int:
         arguments.run_dir,
         arguments.data,
         arguments.out,
-        kind=arguments.kind,
-        labels=arguments.labels,
-        patient_pattern=arguments.patient_pattern,
-        class_names=arguments.class_names,
+        **_data_options(arguments),
         one_slice_per_patient=arguments.one_slice_per_patient,
         onnx=not arguments.no_onnx,
     )
@@ -287,10 +293,7 @@ def _predict(arguments: argparse.Namespace) -> int:
         arguments.path,
         arguments.out,
         model=arguments.model,
-        kind=arguments.kind,
-        labels=arguments.labels,
-        patient_pattern=arguments.patient_pattern,
-        class_names=arguments.class_names,
+        **_data_options(arguments),
         onnx=not arguments.no_onnx,
     )
     for line in prediction_summary(predictions):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +35,21 @@ from ichkit.experiments.trained_run import (
     is_informative_threshold,
 )
 from ichkit.scans.dataset import read_row
+from ichkit.scans.plausibility import check_scan, check_slices
 from ichkit.scans.validation import unknown_name_message
 
-__all__ = ["EXTERNAL_FILE", "evaluate_run", "predict_run", "prediction_summary"]
+__all__ = ["EXTERNAL_FILE", "REFUSED", "evaluate_run", "predict_run", "prediction_summary"]
 
 #: The provenance file of an external validation folder (where a run has ``config.yaml``).
 EXTERNAL_FILE = "external.json"
 
 _SLICE_COLUMNS = ["path", "patient_id", "scan_id", "slice_index"]
 _VERDICTS = np.array(["normal", "hemorrhage"])
+#: How a verdict the plausibility gate withheld starts, in ``slice_verdict`` and
+#: ``scan_verdict``; the gate's reason follows.
+REFUSED = "refused: "
+#: How many implausible slices of passing scans a note names.
+_N_SLICES_NAMED = 5
 
 
 def evaluate_run(
@@ -236,6 +243,17 @@ def predict_run(
     table's ``attrs["skipped"]``; ``attrs["notes"]`` says what to keep in mind (models
     left out, thresholds that separate nothing, what the loader noticed).
 
+    Before any model runs, every slice passes the plausibility gate
+    (``ichkit.scans.plausibility``). Ordered scans are judged whole (``check_scan``):
+    a scan that does not hold a head gets no verdicts, one that does gets a verdict on
+    every slice, and its slices that do not look like head CT on their own (above the
+    vertex, a headrest) are named in a note. Loose slices are judged one by one
+    (``check_slice``). What the gate refuses keeps its rows, with an empty
+    ``probability`` and ``slice_verdict`` (and ``scan_verdict`` when the whole scan is
+    refused) ``"refused: <reason>"``: every readable input keeps a row to join on, and
+    the reason sits beside the file it concerns, where a list of skipped files would
+    mix it with files that could not be read at all.
+
     Parameters
     ----------
     run_dir : str or Path
@@ -275,25 +293,32 @@ def predict_run(
                "class_names": class_names}  # fmt: skip
     dataset = read_data(path, loading)
     names, left_out = _servable_models(trained, dataset, model=model)
-    probabilities, unreadable, _ = _apply(trained, dataset, names, progress=progress)
+    gate = _Gate(whole_scans=dataset.is_ordered)
+    probabilities, unreadable, _ = _apply(trained, dataset, names, progress=progress, gate=gate)
 
-    table = dataset.table.loc[probabilities.index]
+    kept = set(probabilities.index) | set(gate.refused)
+    table = dataset.table.loc[[row for row in dataset.table.index if row in kept]]
     has_labels = bool(table["label"].notna().any())
+    refused = pd.Series(gate.refused, dtype=object).reindex(table.index)
+    # A scan none of whose slices got a verdict is refused with its first slice's reason.
+    scan_refused = refused.groupby(table["scan_id"]).transform("first")
     parts = []
     for name in names:
         threshold = trained.models[name].threshold
         scan_threshold = trained.models[name].scan_threshold
-        probability = probabilities[name]
+        probability = probabilities[name].reindex(table.index)
         # A scan is as likely as its most likely slice (as scan_predictions scores it).
         scan_probability = probability.groupby(table["scan_id"]).transform("max")
         part = table[_SLICE_COLUMNS + (["label"] if has_labels else [])].assign(
             model=name,
             probability=probability,
             threshold=threshold,
-            slice_verdict=_VERDICTS[(probability >= threshold).astype(int)],
+            slice_verdict=_verdicts(probability, threshold, refused),
             scan_probability=scan_probability,
             scan_threshold=scan_threshold,
-            scan_verdict=_VERDICTS[(scan_probability >= scan_threshold).astype(int)],
+            scan_verdict=_verdicts(
+                scan_probability, scan_threshold, scan_refused.where(scan_probability.isna())
+            ),
         )
         parts.append(part)
     predictions = pd.concat(parts, ignore_index=True)
@@ -315,6 +340,7 @@ def predict_run(
                     f"{level}s did not separate (too few of them), so its {level} verdicts "
                     "say little."
                 )
+    notes.extend(gate.notes)
     notes.extend(f"data: {note}" for note in dataset.notes)
     predictions.attrs["skipped"] = [f"{item.path}: {item.reason}" for item in skipped]
     predictions.attrs["notes"] = notes
@@ -322,16 +348,26 @@ def predict_run(
 
 
 def prediction_summary(predictions: pd.DataFrame) -> list[str]:
-    """One line per model of a ``predict_run`` table: slices and scans read, and how many
-    of each it calls hemorrhage."""
+    """One line per model of a ``predict_run`` table: slices and scans read, how many of
+    each it calls hemorrhage, and how many the plausibility gate refused."""
     lines = []
     for name, rows in predictions.groupby("model", sort=False):
         scan_rows = rows.drop_duplicates("scan_id")
-        lines.append(
+        line = (
             f"{name}: {len(rows)} slices, {(rows['slice_verdict'] == 'hemorrhage').sum()} "
-            f"called hemorrhage; {len(scan_rows)} scans, "
+            f"called hemorrhage"
+        )
+        n_refused = int(rows["slice_verdict"].str.startswith(REFUSED).sum())
+        if n_refused:
+            line += f", {n_refused} refused (not head CT)"
+        line += (
+            f"; {len(scan_rows)} scans, "
             f"{(scan_rows['scan_verdict'] == 'hemorrhage').sum()} called hemorrhage"
         )
+        n_scans_refused = int(scan_rows["scan_verdict"].str.startswith(REFUSED).sum())
+        if n_scans_refused:
+            line += f", {n_scans_refused} refused (not head CT)"
+        lines.append(line)
     return lines
 
 
@@ -433,15 +469,74 @@ def _servable_models(trained: TrainedRun, dataset, *, model: str | None):
 # --- predicting ---------------------------------------------------------------------
 
 
+@dataclass
+class _Gate:
+    """What the plausibility gate decided in ``_apply``: ``refused`` maps data set rows
+    that got no probability to the reason; ``implausible`` names the slices that do not
+    look like head CT of scans that passed. ``whole_scans``: judge ordered scans whole
+    (``check_scan``), else every slice on its own."""
+
+    whole_scans: bool
+    refused: dict = field(default_factory=dict)
+    implausible: list[str] = field(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        """A note naming the first implausible slices of the scans that passed."""
+        if not self.implausible:
+            return []
+        more = len(self.implausible) - _N_SLICES_NAMED
+        return [
+            f"{len(self.implausible)} slices do not look like head CT on their own (usual "
+            "above the vertex or below the skull base) and got verdicts as parts of scans "
+            f"that do: {'; '.join(self.implausible[:_N_SLICES_NAMED])}"
+            + (f"; and {more} more" if more > 0 else "")
+        ]
+
+    def admit(self, slices: list, rows: list, names: list[str]) -> list[int]:
+        """Positions in ``slices`` (data set ``rows``, called ``names`` in notes) the
+        models may see; the others go to ``refused``."""
+        reasons = check_slices(slices)
+        if not self.whole_scans:
+            self.refused.update(
+                (row, reason) for row, reason in zip(rows, reasons, strict=True) if reason
+            )
+            return [place for place, reason in enumerate(reasons) if reason is None]
+        refusal = check_scan(slices, reasons=reasons)
+        if refusal is not None:
+            self.refused.update(
+                (row, f"scan does not look like head CT: {refusal}") for row in rows
+            )
+            return []
+        self.implausible.extend(
+            f"{name} ({reason})" for name, reason in zip(names, reasons, strict=True) if reason
+        )
+        return list(range(len(slices)))
+
+
+def _slice_name(row: pd.Series) -> str:
+    """A slice as people find it: its file, and its frame inside a volume."""
+    frame = row.get("frame")
+    return str(row["path"]) + ("" if pd.isna(frame) else f" (slice {int(frame)})")
+
+
+def _verdicts(probability: pd.Series, threshold: float, refused: pd.Series) -> np.ndarray:
+    """``hemorrhage``/``normal`` at ``threshold``, or ``"refused: <reason>"`` where
+    ``refused`` holds a reason."""
+    called = _VERDICTS[(probability >= threshold).astype(int)]
+    return np.where(refused.notna(), REFUSED + refused.astype(str), called)
+
+
 def _apply(trained: TrainedRun, dataset, names: list[str], *, progress: bool,
-           timed: bool = False):  # fmt: skip
+           timed: bool = False, gate: _Gate | None = None):  # fmt: skip
     """Every model of ``names`` on every slice, scan by scan (in slice order).
 
     One memo per scan, so what models share (features, a CNN's outputs) is computed
     once per scan. Returns the probabilities (rows: the data set rows that could be
     read; columns: ``names``), the slices that could not be read (``scans.Skipped``),
     and each model's milliseconds per slice: measured on the first scan with nothing
-    shared (every member and CNN a model reads counted), else None.
+    shared (every member and CNN a model reads counted), else None. With a ``gate``,
+    slices it refuses get no probability (their rows are in ``gate.refused``).
     """
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
     rows_read, unreadable = [], []
@@ -456,6 +551,10 @@ def _apply(trained: TrainedRun, dataset, names: list[str], *, progress: bool,
                 unreadable.append(scans.Skipped(error.path, error.reason))
                 continue
             kept.append(index)
+        if gate is not None and slices:
+            admitted = gate.admit(slices, kept, [_slice_name(rows.loc[index]) for index in kept])
+            slices = [slices[place] for place in admitted]
+            kept = [kept[place] for place in admitted]
         if not slices:
             continue
         memo: dict = {}
@@ -468,10 +567,10 @@ def _apply(trained: TrainedRun, dataset, names: list[str], *, progress: bool,
                 probability = trained.probability(name, slices, memo)
             columns[name].append(probability)
         rows_read.extend(kept)
-    if not rows_read:
+    if not rows_read and not (gate and gate.refused):
         raise scans.DatasetError(f"No slice of '{dataset.root}' could be read.")
     probabilities = pd.DataFrame(
-        {name: np.concatenate(parts) for name, parts in columns.items()},
+        {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()},
         index=pd.Index(rows_read, name="row"),
     )
     return probabilities, unreadable, ms_per_slice

@@ -109,14 +109,22 @@ def load_dataset(data: Path, options: dict) -> scans.ScanDataset:
 
 
 def data_warnings(inspection: dict) -> list[str]:
-    """What a reader of the results must know about the data: the inspection's notes
-    and the files it could not read."""
+    """What a reader of the results must know about the data: the inspection's notes,
+    the files it could not read, and the slices that do not look like head CT."""
+    from ichkit.scans.dataset import Skipped, describe_skipped
+
     found = list(inspection["notes"])
     if inspection["n_skipped"]:
-        first = inspection["skipped"][0]
+        skipped = [Skipped(item["path"], item["reason"]) for item in inspection["skipped"]]
         found.append(
-            f"{inspection['n_skipped']} files could not be read and were left out (first: "
-            f"{first['path']}: {first['reason']}); skipped.json lists them all"
+            f"{inspection['n_skipped']} files could not be read and were left out: "
+            f"{describe_skipped(skipped)} (skipped.json lists them all)"
+        )
+    if inspection.get("n_implausible"):
+        flagged = [Skipped(item["path"], item["reason"]) for item in inspection["implausible"]]
+        found.append(
+            f"{inspection['n_implausible']} slices do not look like head CT (kept for "
+            f"training and testing; inspection.json lists them): {describe_skipped(flagged)}"
         )
     return found
 
@@ -125,7 +133,9 @@ def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, p
     """The run itself, inside the configured compute backend."""
     names, members, notes = models_to_run
     n_jobs = n_jobs_for(config["parallel"]["backend"], config["n_jobs"])
-    inspection = scans.inspect(dataset)
+    # Every slice through the plausibility gate (10-20 ms a 512-px slice): a run flags
+    # what does not look like head CT, and trains on it all the same.
+    inspection = scans.inspect(dataset, plausibility=True)
     warned = data_warnings(inspection)
     for line in warned:
         _say(f"warning: {line}", progress)

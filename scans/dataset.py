@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,11 @@ SUBTYPES = ("epidural", "subdural", "subarachnoid", "intraparenchymal", "intrave
 #: Columns every table has. ``frame`` is the slice number inside a multi-slice file (NIfTI).
 COLUMNS = ("path", "format", "frame", "patient_id", "scan_id", "slice_index", "label")
 _INTEGER_COLUMNS = ("frame", "slice_index", "label", *SUBTYPES)
+#: Optional columns: the window (center, width in Hounsfield units) a grey image was
+#: exported with, which maps its grey values back to Hounsfield units.
+WINDOW_COLUMNS = ("window_center", "window_width")
+#: How many files (or ids) a message names one by one before "and N more".
+MAX_LISTED = 10
 
 
 @dataclass(frozen=True)
@@ -193,15 +200,43 @@ class ScanDataset:
 
 def read_row(row: pd.Series | dict) -> SliceImage:
     """Read the slice a table row describes (``path``, ``format``, ``frame``, and the
-    export window ``window_center``/``window_width`` where the table has one)."""
+    export window ``window_center``/``window_width`` where the table has one).
+
+    A window stored in the file itself (DICOM WindowCenter/WindowWidth) wins over the
+    table's; a table window that is not a valid one (missing, not finite, width not
+    > 0) is not used. Loaders refuse such rows with the reason (``window_problem``).
+    """
     from ichkit.scans.readers import read_slice
 
     frame = None if pd.isna(row["frame"]) else int(row["frame"])
     image = read_slice(row["path"], format=row["format"], frame=frame)
-    if image.window is None and pd.notna(row.get("window_center", pd.NA)):
-        window = (float(row["window_center"]), float(row["window_width"]))
-        image = dataclasses.replace(image, window=window)
+    if image.window is None:
+        center, width = (row.get(column, pd.NA) for column in WINDOW_COLUMNS)
+        if window_problem(center, width) is None and pd.notna(center):
+            image = dataclasses.replace(image, window=(float(center), float(width)))
     return image
+
+
+def window_problem(center: object, width: object) -> str | None:
+    """Why ``(center, width)`` from a table is not an export window, or None when it is
+    one or when both are missing (the image then gets the default grey window)."""
+    missing = [pd.isna(value) or str(value).strip() == "" for value in (center, width)]
+    if all(missing):
+        return None
+    if any(missing):
+        given, absent = WINDOW_COLUMNS if missing[1] else WINDOW_COLUMNS[::-1]
+        return f"'{given}' is given but '{absent}' is empty"
+    numbers = {}
+    for name, value in zip(WINDOW_COLUMNS, (center, width), strict=True):
+        try:
+            numbers[name] = float(value)
+        except (TypeError, ValueError):
+            return f"'{name}' must be a number; got {value!r}"
+        if not math.isfinite(numbers[name]):
+            return f"'{name}' must be finite; got {value!r}"
+    if numbers["window_width"] <= 0:
+        return f"'window_width' must be > 0; got {width!r}"
+    return None
 
 
 def _normalise_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -213,6 +248,9 @@ def _normalise_table(table: pd.DataFrame) -> pd.DataFrame:
     for column in _INTEGER_COLUMNS:
         if column in table.columns:
             table[column] = pd.to_numeric(table[column]).astype("Int64")
+    for column in WINDOW_COLUMNS:
+        if column in table.columns:
+            table[column] = pd.to_numeric(table[column]).astype(float)
     subtypes = [name for name in SUBTYPES if name in table.columns]
     if subtypes:
         derived = table[subtypes].max(axis=1).astype("Int64")
@@ -226,12 +264,30 @@ def _normalise_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def warn_skipped(dataset: ScanDataset, n_files: int) -> None:
-    """Warn once with how many files were skipped and where to find why."""
+    """Warn once with how many files were skipped, each named with its reason."""
     if dataset.skipped:
-        first = dataset.skipped[0]
         warnings.warn(
-            f"Skipped {len(dataset.skipped)} of {n_files} files in '{dataset.root}' "
-            f"(first: '{first.path}': {first.reason}); see ScanDataset.skipped. "
+            f"Skipped {len(dataset.skipped)} of {n_files} files in '{dataset.root}': "
+            f"{describe_skipped(dataset.skipped)}. ScanDataset.skipped lists them all; "
             "strict=True stops at the first.",
             stacklevel=3,
         )
+
+
+def describe_skipped(skipped: Sequence[Skipped]) -> str:
+    """Each skipped file with its own reason, up to ``MAX_LISTED``, then how many more
+    and their most common reasons: ``'a.dcm': not DICOM; 'b.dcm': truncated ...``."""
+    listed = [f"'{item.path}': {item.reason}" for item in skipped[:MAX_LISTED]]
+    rest = skipped[MAX_LISTED:]
+    if rest:
+        reasons = Counter(item.reason for item in rest).most_common(3)
+        common = "; ".join(f"{reason} ({count})" for reason, count in reasons)
+        listed.append(f"and {len(rest)} more ({common})")
+    return "; ".join(listed)
+
+
+def join_listed(names: Sequence[str], separator: str = ", ") -> str:
+    """``names`` joined by ``separator``, up to ``MAX_LISTED``, then "and N more"."""
+    shown = separator.join(names[:MAX_LISTED])
+    n_more = len(names) - MAX_LISTED
+    return f"{shown}{separator}and {n_more} more" if n_more > 0 else shown

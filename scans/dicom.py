@@ -14,13 +14,16 @@ from __future__ import annotations
 import math
 import os
 import re
+import struct
 import warnings
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ichkit.scans._slice import SliceImage
+from ichkit.scans.budget import DecodeBudget, check_claimed_size, current_budget
 from ichkit.scans.errors import ScanReadError
 
 if TYPE_CHECKING:
@@ -40,6 +43,15 @@ _IDENTIFYING_KEYWORDS = (
 #: Groups a data set written without preamble starts with (meta, directory, identification).
 _FIRST_GROUPS = (0x0002, 0x0004, 0x0008)
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+#: The bit depths DICOM allows for one stored sample (PS3.5 8.1.1); float pixel data is 32/64.
+_BITS_ALLOCATED = (1, 8, 16, 32, 64)
+#: Bytes per pixel of the modality LUT's result: pydicom computes Hounsfield units in float64.
+_HOUNSFIELD_BYTES = 8
+#: Hounsfield units any CT can hold, air (-1000) to dense metal on extended scales
+#: (about 30 000), with a wide margin: values beyond come from a broken rescale, not a scan.
+_ANY_CT_RANGE = (-1e5, 1e5)
+#: JPEG start-of-frame markers SOF0-SOF15 (less DHT, JPG and DAC), and JPEG-LS SOF55.
+_START_OF_FRAME_MARKERS = frozenset(range(0xFFC0, 0xFFD0)) - {0xFFC4, 0xFFC8, 0xFFCC} | {0xFFF7}
 
 
 def is_dicom(path: str | os.PathLike[str]) -> bool:
@@ -72,7 +84,9 @@ def is_dicom(path: str | os.PathLike[str]) -> bool:
     )
 
 
-def read_dicom_slice(path: str | os.PathLike[str]) -> SliceImage:
+def read_dicom_slice(
+    path: str | os.PathLike[str], *, budget: DecodeBudget | None = None
+) -> SliceImage:
     """Read one single-frame DICOM slice in Hounsfield units.
 
     Stored values go through the modality LUT (RescaleSlope and RescaleIntercept,
@@ -86,6 +100,8 @@ def read_dicom_slice(path: str | os.PathLike[str]) -> SliceImage:
     ----------
     path : str or path-like
         The file; any name, with or without extension.
+    budget : DecodeBudget, default=None
+        The decoding limits; ``ichkit.scans.budget.current_budget()`` when None.
 
     Returns
     -------
@@ -98,8 +114,11 @@ def read_dicom_slice(path: str | os.PathLike[str]) -> SliceImage:
     ------
     ScanReadError
         If the file is empty, not DICOM, truncated or corrupt, a DICOMDIR, has no
-        pixel data, is multi-frame or colour, or uses a compression no installed
-        plug-in decodes. ``reason`` says which; the message names the file.
+        pixel data, has a nonsense image header (Rows 0, BitsAllocated 12), claims
+        more pixels than the decoding budget (refused before decoding, whatever the
+        compression), is multi-frame or colour, uses a compression no installed
+        plug-in decodes, or rescales to values outside any CT range. ``reason`` says
+        which; the message names the file.
 
     Examples
     --------
@@ -111,13 +130,18 @@ def read_dicom_slice(path: str | os.PathLike[str]) -> SliceImage:
     # pydicom warns about each odd value (``ID_...`` is not a valid UID, and so on);
     # real archives trip them on every file, and what matters is raised as a reason.
     with warnings.catch_warnings(action="ignore", category=UserWarning):
-        dataset, n_pixel_bytes = _read_dataset(path, pixels=True)
-        _check_image(dataset, path, n_pixel_bytes)
+        dataset, n_pixel_bytes = _read_dataset(path, pixels=True, budget=budget)
+        _check_image(dataset, path, n_pixel_bytes, budget=budget)
         return _decode(dataset, path)
 
 
-def _read_dataset(path: str | os.PathLike[str], *, pixels: bool) -> tuple[Dataset, int | None]:
+def _read_dataset(
+    path: str | os.PathLike[str], *, pixels: bool, budget: DecodeBudget | None = None
+) -> tuple[Dataset, int | None]:
     """Parse a file as DICOM; return it with the number of pixel data bytes the file holds.
+
+    A deflated data set, which pydicom inflates whole in memory, is first measured
+    against the budget by inflating it as a stream (``_check_inflated_size``).
 
     The count is None when there is no pixel data element. With ``pixels=False``
     parsing stops at the pixel data element, whose header pydicom has just read:
@@ -156,6 +180,7 @@ def _read_dataset(path: str | os.PathLike[str], *, pixels: bool) -> tuple[Datase
         with path.open("rb") as file:
             if not is_dicom(path):
                 raise _not_dicom(path)
+            _check_inflated_size(path, budget or current_budget())
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
@@ -191,8 +216,48 @@ def _read_dataset(path: str | os.PathLike[str], *, pixels: bool) -> tuple[Datase
     if meta.TransferSyntaxUID == uid.DeflatedExplicitVRLittleEndian:
         # pydicom inflates a deflated data set in memory, so the file position says
         # nothing about the pixel data; read it whole (rare, and small).
-        return _read_dataset(path, pixels=True)
+        return _read_dataset(path, pixels=True, budget=budget)
     return dataset, n_bytes_found[-1] if n_bytes_found else None
+
+
+def _check_inflated_size(path: Path, budget: DecodeBudget) -> None:
+    """Refuse a deflated data set that inflates to more than the budget's bytes.
+
+    pydicom inflates a Deflated Explicit VR Little Endian data set in one call, so
+    a small file could take gigabytes before any header is read; this inflates it
+    as a stream, keeping nothing, and stops at the limit.
+    """
+    import zlib
+
+    from pydicom import uid
+    from pydicom.filereader import read_file_meta_info
+
+    try:
+        meta = read_file_meta_info(path)
+        if meta.get("TransferSyntaxUID") != uid.DeflatedExplicitVRLittleEndian:
+            return
+        # The deflated data start after the preamble, 'DICM', the 12-byte group
+        # length element and the rest of group 0002 that it counts.
+        start = 128 + 4 + 12 + int(meta.FileMetaInformationGroupLength)
+    except Exception:  # noqa: BLE001 - no readable file meta: parsing will say why
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    n_bytes, chunk_size = 0, 1 << 20
+    with path.open("rb") as file:
+        file.seek(start)
+        pending = file.read(chunk_size)
+        while pending and n_bytes <= budget.max_decoded_bytes:
+            try:
+                n_bytes += len(inflater.decompress(pending, chunk_size))
+            except zlib.error:
+                return  # a corrupt stream: parsing will say why
+            pending = inflater.unconsumed_tail or file.read(chunk_size)
+    if n_bytes > budget.max_decoded_bytes:
+        raise ScanReadError(
+            path,
+            "too large to decode safely: the deflated data set inflates to more than "
+            f"{budget.max_decoded_bytes / 2**20:,.0f} MiB; not inflated",
+        )
 
 
 def _not_dicom(path: Path) -> ScanReadError:
@@ -203,8 +268,18 @@ def _not_dicom(path: Path) -> ScanReadError:
     )
 
 
-def _check_image(dataset: Dataset, path: str | os.PathLike[str], n_pixel_bytes: int | None) -> None:
-    """Raise ``ScanReadError`` unless the data set is one decodable greyscale slice."""
+def _check_image(
+    dataset: Dataset,
+    path: str | os.PathLike[str],
+    n_pixel_bytes: int | None,
+    *,
+    budget: DecodeBudget | None = None,
+) -> None:
+    """Raise ``ScanReadError`` unless the data set is one decodable greyscale slice.
+
+    Everything here is read from the header (and, for compressed pixel data, the
+    first fragment's codestream header): no pixel is decoded.
+    """
     from pydicom import uid
     from pydicom.pixels import get_decoder
     from pydicom.pixels.utils import get_expected_length
@@ -223,6 +298,7 @@ def _check_image(dataset: Dataset, path: str | os.PathLike[str], n_pixel_bytes: 
         else:
             hint = "The header is an image's, but its Pixel Data element is missing."
         raise ScanReadError(path, "no pixel data", hint)
+    _check_claimed_size(dataset, path, budget)
     n_frames = _integer(dataset, "NumberOfFrames")
     if n_frames is not None and n_frames > 1:
         raise ScanReadError(
@@ -276,6 +352,7 @@ def _check_image(dataset: Dataset, path: str | os.PathLike[str], n_pixel_bytes: 
         )
 
     if syntax.is_encapsulated:
+        _check_codestream(dataset, path, syntax, budget)
         return  # compressed: only decoding can tell whether the stream is whole
     try:
         expected = get_expected_length(dataset, unit="bytes")
@@ -286,6 +363,142 @@ def _check_image(dataset: Dataset, path: str | os.PathLike[str], n_pixel_bytes: 
         raise ScanReadError(
             path, f"truncated or corrupt DICOM (pixel data has {n_pixel_bytes} of {expected} bytes)"
         )
+
+
+def _check_claimed_size(
+    dataset: Dataset, path: str | os.PathLike[str], budget: DecodeBudget | None
+) -> None:
+    """Refuse a nonsense Image Pixel header, or one claiming more than the budget.
+
+    Rows x Columns x NumberOfFrames x SamplesPerPixel x BitsAllocated / 8 is what
+    any decoder (native, RLE, JPEG, JPEG-LS, JPEG 2000) allocates, so it is checked
+    here, before ``pixel_array``, for every transfer syntax alike.
+    """
+    # PixelData when parsing stopped before the pixel data element (headers only)
+    keyword = next((keyword for keyword in _PIXEL_KEYWORDS if keyword in dataset), "PixelData")
+    sizes = {name: _integer(dataset, name) for name in ("Rows", "Columns", "BitsAllocated")}
+    missing = [name for name, value in sizes.items() if value is None]
+    if missing:
+        raise ScanReadError(path, f"truncated or corrupt DICOM (no {missing[0]})")
+    rows, columns, bits = sizes["Rows"], sizes["Columns"], sizes["BitsAllocated"]
+    if rows < 1 or columns < 1:
+        raise ScanReadError(
+            path, f"invalid header: Rows {rows}, Columns {columns}; an image has at least 1 of each"
+        )
+    allowed = {"PixelData": _BITS_ALLOCATED, "FloatPixelData": (32,)}.get(keyword, (64,))
+    if bits not in allowed:
+        raise ScanReadError(
+            path,
+            f"invalid header: BitsAllocated {bits} for {keyword}; must be "
+            f"{', '.join(map(str, allowed[:-1]))}{' or ' if len(allowed) > 1 else ''}{allowed[-1]}",
+        )
+    bits_stored = _integer(dataset, "BitsStored")
+    if bits_stored is not None and not 1 <= bits_stored <= bits:
+        raise ScanReadError(
+            path, f"invalid header: BitsStored {bits_stored} with BitsAllocated {bits}"
+        )
+    n_samples = max(_integer(dataset, "SamplesPerPixel") or 1, 1)
+    n_frames = max(_integer(dataset, "NumberOfFrames") or 1, 1)  # pydicom reads 0 as 1
+    check_claimed_size(
+        path,
+        rows=rows,
+        columns=columns,
+        n_frames=n_frames,
+        bytes_per_pixel=max(n_samples * math.ceil(bits / 8), _HOUNSFIELD_BYTES),
+        budget=budget,
+    )
+
+
+def _check_codestream(
+    dataset: Dataset, path: str | os.PathLike[str], syntax: str, budget: DecodeBudget | None
+) -> None:
+    """Check the size a JPEG, JPEG-LS or JPEG 2000 frame's own header claims.
+
+    These decoders allocate what the codestream says, not what Rows and Columns
+    say, so a small header over a huge codestream would get past the header check.
+    RLE decoders use Rows and Columns, already checked.
+    """
+    from pydicom import uid
+    from pydicom.encaps import generate_fragments, parse_basic_offsets
+
+    if "PixelData" not in dataset:  # parsing stopped before the pixel data
+        return
+    try:
+        buffer = BytesIO(dataset.PixelData)
+        parse_basic_offsets(buffer)  # moves past the Basic Offset Table
+        fragment = next(generate_fragments(buffer), b"")
+    except Exception:  # noqa: BLE001 - malformed encapsulation: decoding will say why
+        return
+    if syntax in uid.JPEG2000TransferSyntaxes:
+        size = _j2k_size(fragment)
+    elif syntax in uid.JPEGTransferSyntaxes or syntax in uid.JPEGLSTransferSyntaxes:
+        size = _jpeg_size(fragment)
+    else:
+        return
+    if size is None:
+        return
+    rows, columns, n_components, precision = size
+    if rows == 0 or columns == 0:
+        return  # JPEG's DNL marker gives the rows later; the header check holds
+    bytes_per_pixel = n_components * math.ceil(precision / 8)
+    check_claimed_size(
+        path,
+        rows=rows,
+        columns=columns,
+        bytes_per_pixel=max(bytes_per_pixel, _HOUNSFIELD_BYTES),
+        budget=budget,
+    )
+
+
+def _jpeg_size(codestream: bytes) -> tuple[int, int, int, int] | None:
+    """(rows, columns, components, precision) from a JPEG or JPEG-LS frame header (SOF).
+
+    Parsed by hand (ITU-T T.81 B.2.2; T.87 uses the same layout for SOF55): pydicom's
+    parser is private and gives nothing for a JPEG-LS stream without its scan header,
+    which the decoder would still size its output from.
+    """
+    if not codestream.startswith(b"\xff\xd8"):  # SOI
+        return None
+    offset = 2
+    while offset + 4 <= len(codestream):
+        marker, length = struct.unpack_from(">HH", codestream, offset)
+        if marker in _START_OF_FRAME_MARKERS:
+            if offset + 10 > len(codestream):
+                return None
+            precision, rows, columns, n_components = struct.unpack_from(
+                ">BHHB", codestream, offset + 4
+            )
+            return rows, columns, n_components, precision
+        if marker >> 8 != 0xFF or length < 2:
+            return None  # not a marker segment: a broken stream, for the decoder to report
+        offset += 2 + length
+    return None
+
+
+def _j2k_size(codestream: bytes) -> tuple[int, int, int, int] | None:
+    """(rows, columns, components, precision) from a JPEG 2000 SIZ segment.
+
+    Parsed by hand: pydicom's ``get_j2k_parameters`` returns the precision only.
+    The SIZ layout is ISO/IEC 15444-1 A.5.1, right after the SOC marker.
+    """
+    offset = 0
+    if codestream.startswith(b"\x00\x00\x00\x0cjP  "):  # a JP2 file: find its jp2c box
+        offset = 12
+        while offset + 8 <= len(codestream) and codestream[offset + 4 : offset + 8] != b"jp2c":
+            length = int.from_bytes(codestream[offset : offset + 4], "big")
+            if length < 8:
+                return None
+            offset += length
+        offset += 8
+    if codestream[offset : offset + 4] != b"\xff\x4f\xff\x51":  # SOC, then SIZ
+        return None
+    try:
+        x_size, y_size, x_origin, y_origin = struct.unpack_from(">4I", codestream, offset + 8)
+        (n_components,) = struct.unpack_from(">H", codestream, offset + 40)
+        precision = (codestream[offset + 42] & 0x7F) + 1
+    except (struct.error, IndexError):
+        return None
+    return y_size - y_origin, x_size - x_origin, n_components, precision
 
 
 def _decode(dataset: Dataset, path: str | os.PathLike[str]) -> SliceImage:
@@ -302,15 +515,50 @@ def _decode(dataset: Dataset, path: str | os.PathLike[str]) -> SliceImage:
         ) from error
     if stored.ndim != 2:
         raise ScanReadError(path, f"not a 2-D slice (pixel array of shape {stored.shape})")
-    pixels = np.array(hounsfield, dtype=np.float32)
+    padded = np.zeros(stored.shape, dtype=bool)
     padding = _padding_value(dataset, "PixelPaddingValue")
     if padding is not None:
         limit = _padding_value(dataset, "PixelPaddingRangeLimit")
         low, high = sorted((padding, padding if limit is None else limit))
-        pixels[(stored >= low) & (stored <= high)] = PADDING_HU
+        padded = (stored >= low) & (stored <= high)
+    _check_hounsfield_range(dataset, path, np.asarray(hounsfield)[~padded])
+    pixels = np.array(hounsfield, dtype=np.float32)
+    pixels[padded] = PADDING_HU
     centers, widths = _numbers(dataset, "WindowCenter"), _numbers(dataset, "WindowWidth")
     window = (centers[0], widths[0]) if centers and widths and widths[0] > 0 else None
     return SliceImage(pixels=pixels, hounsfield=True, path=str(path), window=window)
+
+
+def _check_hounsfield_range(
+    dataset: Dataset, path: str | os.PathLike[str], values: np.ndarray
+) -> None:
+    """Refuse a slice whose rescale gives values no CT holds (inf, NaN, 1e300 HU)."""
+    if values.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        low, high = float(np.min(values)), float(np.max(values))
+    lowest, highest = _ANY_CT_RANGE
+    if math.isfinite(low) and math.isfinite(high) and lowest <= low and high <= highest:
+        return
+    if "ModalityLUTSequence" in dataset:
+        cause = "the Modality LUT Sequence gives"
+    else:
+        slope = _as_number_text(_text(dataset, "RescaleSlope") or "1")
+        intercept = _as_number_text(_text(dataset, "RescaleIntercept") or "0")
+        cause = f"RescaleSlope {slope} (RescaleIntercept {intercept}) gives"
+    raise ScanReadError(
+        path,
+        f"{cause} Hounsfield values from {low:.4g} to {high:.4g}, outside any CT range "
+        f"({lowest:g} to {highest:g} HU)",
+        "The rescale elements are broken; the stored values cannot be read as a CT.",
+    )
+
+
+def _as_number_text(text: str) -> str:
+    try:
+        return f"{float(text):g}"
+    except ValueError:
+        return repr(text)
 
 
 def _padding_value(dataset: Dataset, keyword: str) -> int | None:

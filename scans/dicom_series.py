@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ichkit.scans.dataset import ScanDataset, SkipLog, warn_skipped
+from ichkit.scans.dataset import (
+    ScanDataset,
+    SkipLog,
+    describe_skipped,
+    join_listed,
+    warn_skipped,
+)
 from ichkit.scans.dicom import _check_image, _decode, _integer, _numbers, _read_dataset, _text
 from ichkit.scans.errors import DatasetError, ScanReadError
 from ichkit.scans.labels import LabelTable, read_labels
@@ -42,6 +48,9 @@ _SAME_POSITION_MM = 0.01
 #: Spacing is uneven when gaps differ by more than the larger of these.
 _SPACING_TOLERANCE_MM = 0.05
 _SPACING_TOLERANCE_FRACTION = 0.02
+#: Two direction cosine vectors whose dot product is above this point the same way
+#: (within about 0.8 degrees): slices of one orientation.
+_SAME_DIRECTION_COSINE = 0.9999
 #: Tilt from axial worth a note (degrees).
 _TILT_NOTE_DEGREES = 0.5
 #: Show a progress bar for the header pass from this many files on.
@@ -188,6 +197,7 @@ def load_dicom(
     if label_path is not None:
         label_table = read_labels(label_path, key_columns=LABEL_KEY_COLUMNS)
         subtypes = list(label_table.subtypes)
+        notes.extend(label_table.notes)
         labelled, n_label_rows_unmatched = _match_labels(
             label_table, headers, skipped, base, log, notes
         )
@@ -197,8 +207,15 @@ def load_dicom(
         by_series[header.series_instance_uid or _folder_name(header.path, base)][header] = values
     rows = []
     ambiguities: list[str] = []
-    for scan_id, values_of in by_series.items():
-        ordered = _order_series(scan_id, list(values_of), base, notes, ambiguities)
+    scans = [
+        (scan_id, members, values_of)
+        for series_id, values_of in by_series.items()
+        for scan_id, members in _split_by_geometry(
+            series_id, list(values_of), base, notes, ambiguities
+        )
+    ]
+    for scan_id, members, values_of in scans:
+        ordered = _order_series(scan_id, members, base, notes, ambiguities)
         for slice_index, header, position in ordered:
             values = values_of[header]
             rows.append(
@@ -367,6 +384,87 @@ def _match_labels(
     return labelled, len(unmatched)
 
 
+def _split_by_geometry(
+    series_id: str, members: list[_Header], base: Path, notes: list[str], ambiguities: list[str]
+) -> list[tuple[str, list[_Header]]]:
+    """The slices of one series as ``(scan_id, slices)``: one scan per slice size
+    (Rows x Columns) and orientation (ImageOrientationPatient).
+
+    Slices of different sizes or orientations are not one volume: a scout, a
+    reformat or a secondary capture filed under the series' UID is the usual cause,
+    and ordering them into one stack would interleave images of different planes and
+    scales. Dropping the smaller group would lose images that may be a real second
+    reconstruction, so, as dcm2niix and 3D Slicer do, each group becomes its own
+    scan: the largest keeps the series id, the others get it with their size and
+    plane (``'1.2.3 (256x256 axial)'``), and a note and a warning name their files.
+    A slice without orientation joins the largest group of its size.
+    """
+    groups: list[list[_Header]] = []
+    for header in sorted(members, key=lambda h: h.orientation is None):
+        matching = [group for group in groups if _same_geometry(group[0], header)]
+        if matching:
+            max(matching, key=len).append(header)
+        else:
+            groups.append([header])
+    if len(groups) == 1:
+        return [(series_id, members)]
+    groups.sort(key=lambda group: (-len(group), -_n_pixels(group[0]), str(group[0].path)))
+    kept, *others = groups
+    names = [_geometry_name(group[0]) for group in groups]
+    if len(set(names)) < len(names):  # same size and plane, different in-plane direction
+        names = [f"{name} {_orientation_text(g[0])}" for name, g in zip(names, groups, strict=True)]
+    parts = [(series_id, kept)]
+    described = [f"{len(kept)} slices {names[0]} (kept as scan '{series_id}')"]
+    for name, group in zip(names[1:], others, strict=True):
+        scan_id = f"{series_id} ({name})"
+        parts.append((scan_id, group))
+        files = join_listed([_relative(header.path, base) for header in group])
+        described.append(f"{len(group)} slices {name} (now scan '{scan_id}': {files})")
+    message = (
+        f"Series '{series_id}' in '{_folder_name(kept[0].path, base)}' mixes slice sizes or "
+        f"orientations: {'; '.join(described)}. They were split into one scan per size and "
+        "orientation, never ordered as one; a scout or reformat filed under the series' UID is "
+        "the usual cause."
+    )
+    notes.append(message)
+    ambiguities.append(message)
+    return parts
+
+
+def _same_geometry(first: _Header, second: _Header) -> bool:
+    """Whether two slices have the same size and, where both have one, orientation."""
+    if (first.height, first.width) != (second.height, second.width):
+        return False
+    if first.orientation is None or second.orientation is None:
+        return True
+    directions = np.reshape(first.orientation, (2, 3)), np.reshape(second.orientation, (2, 3))
+    return all(
+        float(np.dot(a, b)) > _SAME_DIRECTION_COSINE * np.linalg.norm(a) * np.linalg.norm(b)
+        for a, b in zip(*directions, strict=True)
+    )
+
+
+def _n_pixels(header: _Header) -> int:
+    return (header.height or 0) * (header.width or 0)
+
+
+def _geometry_name(header: _Header) -> str:
+    """``'512x512 axial'``: the size and the plane whose axis the slice normal is closest to."""
+    normal = _normal(header.orientation)
+    plane = (
+        "of unknown orientation"
+        if normal is None
+        else ("sagittal", "coronal", "axial")[int(np.argmax(np.abs(normal)))]
+    )
+    return f"{header.height}x{header.width} {plane}"
+
+
+def _orientation_text(header: _Header) -> str:
+    if header.orientation is None:
+        return "(no orientation)"
+    return "(" + ", ".join(f"{value:.3g}" for value in header.orientation) + ")"
+
+
 def _order_series(
     scan_id: str, members: list[_Header], base: Path, notes: list[str], ambiguities: list[str]
 ) -> list[tuple[int | None, _Header, float | None]]:
@@ -383,7 +481,7 @@ def _order_series(
     n_missing = sum(h.position is None or n is None for h, n in zip(members, normals, strict=True))
     if n_missing == 0:
         normal = normals[0]
-        if any(abs(float(np.dot(normal, other))) < 0.9999 for other in normals):
+        if any(abs(float(np.dot(normal, other))) < _SAME_DIRECTION_COSINE for other in normals):
             notes.append(
                 f"{where}: slices have different orientations; ordered along the normal of "
                 f"'{_relative(members[0].path, base)}'."
@@ -493,9 +591,8 @@ def _nothing_loaded_message(root: Path, files: list[Path], log: SkipLog) -> str:
             f"No DICOM slices loaded from '{root}': it holds no files. Pass a folder of "
             "DICOM files (any file names) or one DICOM file."
         )
-    reasons = Counter(item.reason for item in log.items)
-    common = "; ".join(f"{reason} ({count})" for reason, count in reasons.most_common(3))
     return (
-        f"No DICOM slices loaded from '{root}': all {len(files)} files were skipped "
-        f"({common}). Pass a folder that holds DICOM images, or check the label CSV."
+        f"No DICOM slices loaded from '{root}': all {len(files)} files were skipped: "
+        f"{describe_skipped(log.items)}. Pass a folder that holds DICOM images, or check the "
+        "label CSV."
     )

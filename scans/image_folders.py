@@ -9,10 +9,11 @@ import pandas as pd
 from joblib import Parallel, delayed
 from PIL import Image
 
-from ichkit.scans.dataset import SUBTYPES, ScanDataset, SkipLog, warn_skipped
+from ichkit.scans.budget import check_claimed_size
+from ichkit.scans.dataset import SUBTYPES, WINDOW_COLUMNS, ScanDataset, SkipLog, warn_skipped
 from ichkit.scans.errors import DatasetError, ScanReadError
 from ichkit.scans.labels import binary_value, read_labels, subtype_name
-from ichkit.scans.readers import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, read_image
+from ichkit.scans.readers import IMAGE_SUFFIXES, read_image
 
 __all__ = ["load_folders", "load_csv", "load_ctich", "CLASS_NAMES"]
 
@@ -93,8 +94,21 @@ def load_csv(
     ``labels.csv`` (header ``id, hemorrhage``; ids may be zero-padded or not) beside
     or above a folder of images named by id. Optional columns ``patient_id``,
     ``scan_id``, ``slice_index`` and subtype columns are used when present. Images
-    without a row, rows without an image, and unknown label values are each
-    reported by name.
+    without a row, rows without an image, unknown label values and invalid windows
+    are each reported by name.
+
+    Optional columns ``window_center`` and ``window_width`` give the window (in
+    Hounsfield units) each image was exported with, as in RSNA exports made with
+    each slice's own header window; ``to_hounsfield`` then maps that image's grey
+    values back with its own window instead of one assumed for all. They go into
+    the table's columns of the same names (empty where a row has none; absent when
+    no row has one).
+
+    Raises
+    ------
+    DatasetError
+        No label CSV, or one that gives an id two different labels (see
+        ``read_labels``).
     """
     root = Path(root)
     csv_path = Path(labels) if labels else find_label_csv(root)
@@ -117,6 +131,7 @@ def load_csv(
         patient = metadata.get("patient_id")
         if pattern:
             patient = _match_patient(pattern, relative.with_suffix("").as_posix(), path)
+        window = table.windows.get(key)
         rows.append(
             {
                 "path": str(path),
@@ -124,13 +139,14 @@ def load_csv(
                 "scan_id": metadata.get("scan_id") or patient or path.stem,
                 "slice_index": metadata.get("slice_index"),
                 **values,
+                **(dict(zip(WINDOW_COLUMNS, window, strict=True)) if window else {}),
             }
         )
     for key in sorted(set(table.rows) | set(table.invalid)):
         if key not in used:
             log.skip(f"{csv_path} (row '{key}')", "label row has no matching image file")
     has_patients = bool(pattern) or any("patient_id" in m for m in table.metadata.values())
-    notes = [] if has_patients else [_LOOSE_NOTE]
+    notes = [*table.notes, *([] if has_patients else [_LOOSE_NOTE])]
     return _finish(rows, root, "csv", log, notes, verify, patients_known=has_patients)
 
 
@@ -245,8 +261,7 @@ def _image_size(path: str, verify: bool) -> tuple[int, int]:
             width, height = image.size
     except Exception:  # noqa: BLE001 - any failure to open is "unreadable"
         return read_image(path).pixels.shape  # raises the precise ScanReadError
-    if width * height > MAX_IMAGE_PIXELS:
-        raise ScanReadError(path, f"too large to decode safely ({width}x{height} pixels)") from None
+    check_claimed_size(path, rows=height, columns=width)  # the decoding budget in force
     return height, width
 
 

@@ -7,12 +7,20 @@ from typing import Any
 import numpy as np
 
 from ichkit.scans.dataset import ScanDataset
+from ichkit.scans.errors import ScanReadError
 
 __all__ = ["inspect", "format_inspection"]
 
+#: How many implausible slices the summary names (the count covers them all).
+N_IMPLAUSIBLE_NAMED = 10
+
 
 def inspect(
-    dataset: ScanDataset, *, duplicates: bool = False, random_state: int = 0
+    dataset: ScanDataset,
+    *,
+    duplicates: bool = False,
+    plausibility: bool = False,
+    random_state: int = 0,
 ) -> dict[str, Any]:
     """Counts and facts of a loaded data set, as JSON-ready values.
 
@@ -25,6 +33,15 @@ def inspect(
     (``patient_split``, 70/15/15, seeded by ``random_state``) and adds ``split``
     (patients and slices per part) and ``near_duplicates`` (pairs of near-identical
     slices that fall in different parts: they would inflate test accuracy).
+
+    With ``plausibility=True`` it reads every slice through the plausibility gate
+    (``ichkit.scans.plausibility``) and adds ``n_implausible`` (slices that do not look
+    like head CT), ``implausible`` (the first ``N_IMPLAUSIBLE_NAMED`` of them: path and
+    reason) and ``n_implausible_scans`` (scans that ``check_scan`` refuses). Nothing is
+    dropped: training data stays as it is, the summary only says what a verdict would
+    refuse. It is opt-in because it reads every pixel: 10 to 20 ms a 512x512 slice on
+    top of decoding it (rsna-course-dev's 1,200 PNGs: 20 to 30 s, ct-ich-dev's 605
+    JPEGs: about 20 s, on two busy cores), where the rest of the summary reads none.
     """
     table = dataset.table
     labels = table["label"]
@@ -53,7 +70,36 @@ def inspect(
     }
     if duplicates:
         summary.update(_split_and_duplicates(dataset, random_state))
+    if plausibility:
+        summary.update(_implausible(dataset))
     return summary
+
+
+def _implausible(dataset: ScanDataset) -> dict[str, Any]:
+    """The slices and scans the plausibility gate would refuse (slices that cannot be
+    read are left to ``skipped``)."""
+    from ichkit.scans.plausibility import check_scan, check_slice
+
+    position = {index: place for place, index in enumerate(dataset.table.index)}
+    flagged: list[dict[str, str]] = []
+    n_scans_refused = 0
+    for _, rows in dataset.iter_scans():
+        reasons = []
+        for index in rows.index:
+            try:
+                reason = check_slice(dataset.read(position[index]))
+            except ScanReadError:
+                continue
+            reasons.append(reason)
+            if reason is not None:
+                flagged.append({"path": str(rows.at[index, "path"]), "reason": reason})
+        if reasons and check_scan([], reasons=reasons) is not None:
+            n_scans_refused += 1
+    return {
+        "n_implausible": len(flagged),
+        "implausible": flagged[:N_IMPLAUSIBLE_NAMED],
+        "n_implausible_scans": n_scans_refused,
+    }
 
 
 def _split_and_duplicates(dataset: ScanDataset, random_state: int) -> dict[str, Any]:
@@ -104,6 +150,15 @@ def format_inspection(summary: dict[str, Any]) -> str:
         lines.append(f"Sizes:      {sizes}")
     lines.append(f"Skipped:    {summary['n_skipped']} files")
     lines += [f"  - {item['path']}: {item['reason']}" for item in summary["skipped"]]
+    if "n_implausible" in summary:
+        lines.append(
+            f"Implausible: {summary['n_implausible']} slices do not look like head CT "
+            f"({summary['n_implausible_scans']} scans would be refused a verdict); kept "
+            "in the data"
+        )
+        lines += [f"  - {item['path']}: {item['reason']}" for item in summary["implausible"]]
+        if summary["n_implausible"] > len(summary["implausible"]):
+            lines.append(f"  ... and {summary['n_implausible'] - len(summary['implausible'])} more")
     lines += [f"Note:       {note}" for note in summary["notes"]]
     if "split" in summary:
         parts = ", ".join(

@@ -1,16 +1,22 @@
-"""Label CSVs as they come: BOMs, spaces after commas, zero-padded ids, RSNA's long format."""
+"""Label CSVs as they come: BOMs, spaces after commas, zero-padded ids, RSNA's long format.
+
+A label file is checked before it is used: an id listed twice with different values
+is refused (the CSV does not say which row is right), and rows repeated exactly are
+used once, with a warning.
+"""
 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
-from ichkit.scans.dataset import SUBTYPES
-from ichkit.scans.errors import ScanReadError
+from ichkit.scans.dataset import SUBTYPES, WINDOW_COLUMNS, join_listed, window_problem
+from ichkit.scans.errors import DatasetError, ScanReadError
 
 __all__ = ["LabelTable", "read_labels", "binary_value", "subtype_name"]
 
@@ -71,6 +77,12 @@ class LabelTable:
     metadata : dict
         ``key -> {"patient_id": ..., "scan_id": ..., "slice_index": ...}`` for the
         columns of ``METADATA_COLUMNS`` the CSV has (grouping and order of slices).
+    windows : dict
+        ``key -> (center, width)``: the window each grey image was exported with, from
+        the columns ``window_center`` and ``window_width`` where the CSV has them (a
+        row with an invalid window is in ``invalid`` instead).
+    notes : list of str
+        What was repaired while reading (exact duplicate rows used once).
     """
 
     path: Path
@@ -79,6 +91,8 @@ class LabelTable:
     invalid: dict[str, str] = field(default_factory=dict)
     subtypes: list[str] = field(default_factory=list)
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    windows: dict[str, tuple[float, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def lookup(self, *candidates: str) -> tuple[str | None, dict[str, int] | None]:
         """The first candidate key with a row (exact, then numeric match of padded ids)."""
@@ -93,7 +107,11 @@ class LabelTable:
 
     @cached_property
     def _numeric_keys(self) -> dict[int, str]:
-        """Keys that are numbers, by value: '007' is found for a file named '7'."""
+        """Keys that are numbers, by value: '007' is found for a file named '7'.
+
+        ``read_labels`` refuses two rows whose keys are the same number, so each
+        value has one key.
+        """
         keys = (*self.rows, *self.invalid)
         return {_as_int(key): key for key in keys if _as_int(key) is not None}
 
@@ -102,23 +120,42 @@ def read_labels(path: str | Path, key_columns: tuple[str, ...]) -> LabelTable:
     """Read a label CSV keyed by the first of ``key_columns`` (lower case) that it has.
 
     Accepts a wide table (a key column, a label column such as ``hemorrhage`` or
-    ``label``, optional subtype columns) or the RSNA 2019 long table (``ID, Label``
-    with ids like ``ID_abc123_epidural``). A row whose label is missing but whose
-    subtypes are given gets the label "any subtype".
+    ``label``, optional subtype columns, optional ``window_center`` and
+    ``window_width``) or the RSNA 2019 long table (``ID, Label`` with ids like
+    ``ID_abc123_epidural``). A row whose label is missing but whose subtypes are
+    given gets the label "any subtype".
+
+    An id may appear on one row only. Ids that are the same number (``001`` and
+    ``1``) are the same id, since ``LabelTable.lookup`` matches them so. Rows of one
+    id that agree on every column used (labels, subtypes, patient, scan, slice,
+    window) are used once, with a warning and a note; rows that disagree are refused.
 
     Raises
     ------
     ScanReadError
         If the file is not a CSV with a key column and a label or subtype column.
+    DatasetError
+        If an id has rows with different values, naming each such id and its lines.
+
+    Warns
+    -----
+    UserWarning
+        When rows are repeated exactly (ids and lines named); they are used once.
     """
     path = Path(path)
     try:
-        table = pd.read_csv(path, dtype=str, encoding="utf-8-sig", skipinitialspace=True)
+        # Blank lines are kept (and dropped below) so that a row's index gives its line.
+        table = pd.read_csv(
+            path, dtype=str, encoding="utf-8-sig", skipinitialspace=True, skip_blank_lines=False
+        )
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise ScanReadError(path, f"not a readable label CSV ({error})") from error
     table.columns = [str(column).strip().lower() for column in table.columns]
-    table = table.apply(lambda column: column.str.strip())
+    table = table.apply(lambda column: column.str.strip()).dropna(how="all")
+    table.index = table.index + 2  # the header is line 1
+    notes: list[str] = []
     if set(table.columns) == {"id", "label"} and table["id"].str.match(_RSNA_ID).all():
+        table = _drop_repeated_rows(table, "id", {"label": binary_value}, path, notes)
         table = _widen_rsna(table)
     key_column = next((column for column in key_columns if column in table.columns), None)
     if key_column is None:
@@ -134,16 +171,25 @@ def read_labels(path: str | Path, key_columns: tuple[str, ...]) -> LabelTable:
             path,
             f"no label column; expected one of {', '.join(LABEL_COLUMNS)} or subtype columns",
         )
-    labels = LabelTable(path, key_column, subtypes=[s for s in SUBTYPES if s in subtype_columns])
+    labels = LabelTable(
+        path, key_column, subtypes=[s for s in SUBTYPES if s in subtype_columns], notes=notes
+    )
     metadata_columns = {}
     for name, candidates in METADATA_COLUMNS.items():
         found = [c for c in candidates if c in table.columns and c != key_column]
         if found:
             metadata_columns[name] = found[0]
-    for _, row in table.iterrows():
+    window_columns = [column for column in WINDOW_COLUMNS if column in table.columns]
+    table = table[table[key_column].notna() & (table[key_column] != "")]
+    compared = {
+        **dict.fromkeys([label_column, *subtype_columns.values()], binary_value),
+        **dict.fromkeys(metadata_columns.values(), str),
+        **dict.fromkeys(window_columns, _number),
+    }
+    compared.pop(None, None)
+    table = _drop_repeated_rows(table, key_column, compared, path, notes)
+    for line, row in table.iterrows():
         key = row[key_column]
-        if pd.isna(key) or key == "":
-            continue
         values, problem = {}, None
         for name, column in [("label", label_column), *subtype_columns.items()]:
             if column is None or pd.isna(row[column]) or row[column] == "":
@@ -158,6 +204,13 @@ def read_labels(path: str | Path, key_columns: tuple[str, ...]) -> LabelTable:
                 problem = f"empty label in {path.name}"
             else:
                 values["label"] = max(values[name] for name in SUBTYPES if name in values)
+        if problem is None and window_columns:
+            center, width = (row.get(column, pd.NA) for column in WINDOW_COLUMNS)
+            window = window_problem(center, width)
+            if window is not None:
+                problem = f"invalid export window on line {line} of {path.name}: {window}"
+            elif pd.notna(center):
+                labels.windows[key] = (float(center), float(width))
         if problem:
             labels.invalid[key] = problem
         else:
@@ -171,12 +224,87 @@ def read_labels(path: str | Path, key_columns: tuple[str, ...]) -> LabelTable:
     return labels
 
 
+def _drop_repeated_rows(
+    table: pd.DataFrame,
+    key_column: str,
+    compared: dict[str, object],
+    path: Path,
+    notes: list[str],
+) -> pd.DataFrame:
+    """``table`` with each id on one row; refuse ids whose rows disagree.
+
+    Ids are the same when equal as text or, both being digits, as numbers (the match
+    ``LabelTable.lookup`` makes). ``compared`` maps each column that must agree to the
+    function that reads its value (``binary_value`` makes ``1`` and ``yes`` agree).
+    The first of identical rows is kept; their lines are named in a warning and a note.
+    """
+    identities = table[key_column].map(_identity)
+    repeated = identities[identities.duplicated(keep=False)]
+    if repeated.empty:
+        return table
+    conflicts, repeats = [], []
+    for _, group in table.loc[repeated.index].groupby(repeated, sort=False):
+        keys = "/".join(f"'{key}'" for key in dict.fromkeys(group[key_column]))
+        lines = ", ".join(str(line) for line in group.index)
+        differences = []
+        for column, read in compared.items():
+            values = [_read_value(read, value) for value in group[column]]
+            if len(set(values)) > 1:
+                shown = " vs ".join(str(value) for value in dict.fromkeys(values))
+                differences.append(f"{column} {shown}")
+        if differences:
+            conflicts.append(f"id {keys} on lines {lines} ({'; '.join(differences)})")
+        else:
+            repeats.append(f"{keys} (lines {lines})")
+    if conflicts:
+        raise DatasetError(
+            f"Label CSV '{path}' gives different values for {len(conflicts)} "
+            f"{'id' if len(conflicts) == 1 else 'ids'}; each id needs one row (or identical "
+            f"rows): {join_listed(conflicts, separator='; ')}. Correct or remove the wrong rows."
+        )
+    message = (
+        f"Label CSV '{path.name}' repeats {len(repeats)} {'id' if len(repeats) == 1 else 'ids'} "
+        f"with identical values: {join_listed(repeats)}; each is used once."
+    )
+    warnings.warn(message, UserWarning, stacklevel=3)
+    notes.append(message)
+    return table[~identities.duplicated(keep="first")]
+
+
+def _read_value(read, value: object) -> object:
+    """A cell as ``read`` understands it; the text itself when empty or not understood."""
+    if pd.isna(value) or value == "":
+        return ""
+    understood = read(value)
+    return value if understood is None else understood
+
+
+def _number(text: str) -> float | None:
+    """A window value as a number (so ``40`` and ``40.0`` agree), or None."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _identity(key: str) -> int | str:
+    """What makes two keys the same id: their number when both are digits, else the text."""
+    number = _as_int(key)
+    return key if number is None else number
+
+
 def _widen_rsna(table: pd.DataFrame) -> pd.DataFrame:
-    """RSNA 2019's ``ID_<sop>_<subtype>, Label`` rows as one row per SOP instance."""
+    """RSNA 2019's ``ID_<sop>_<subtype>, Label`` rows as one row per SOP instance
+    (each id on one row already: see ``_drop_repeated_rows``)."""
     parts = table["id"].str.extract(_RSNA_ID)
-    table = table.assign(sopinstanceuid=parts["key"], name=parts["name"])
-    wide = table.pivot_table(index="sopinstanceuid", columns="name", values="label", aggfunc="last")
-    return wide.reset_index().rename(columns={"any": "label"})
+    table = table.assign(sopinstanceuid=parts["key"], name=parts["name"], line=table.index)
+    wide = table.pivot_table(
+        index="sopinstanceuid", columns="name", values="label", aggfunc="first"
+    )
+    first_lines = table.groupby("sopinstanceuid")["line"].min()
+    wide = wide.reset_index().rename(columns={"any": "label"})
+    wide.index = first_lines[wide["sopinstanceuid"]].to_numpy()  # each instance's first line
+    return wide
 
 
 def _as_int(text: str) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ichkit.scans.dataset import ScanDataset
+from ichkit.scans.dataset import ScanDataset, describe_skipped
 from ichkit.scans.dicom import is_dicom
 from ichkit.scans.errors import DatasetError
 from ichkit.scans.nifti import NIFTI_SUFFIXES
@@ -104,8 +104,7 @@ def load(
         )
     if len(dataset) == 0:
         reason = (
-            f"all {len(dataset.skipped)} files were skipped (first: '{dataset.skipped[0].path}': "
-            f"{dataset.skipped[0].reason})"
+            f"all {len(dataset.skipped)} files were skipped: {describe_skipped(dataset.skipped)}"
             if dataset.skipped
             else "no slices found"
         )

@@ -15,10 +15,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ichkit.scans.budget import DecodeBudget, current_budget
 from ichkit.scans.dataset import SUBTYPES, ScanDataset, SkipLog, warn_skipped
 from ichkit.scans.errors import ScanReadError
 from ichkit.scans.labels import subtype_name
-from ichkit.scans.nifti import NAN_FILL_HU, NIFTI_SUFFIXES, _canonical_volume
+from ichkit.scans.nifti import (
+    NAN_FILL_HU,
+    NIFTI_SUFFIXES,
+    _cached_volume,
+    _n_axial_slices,
+    _read_volume,
+    _Volume,
+)
 
 __all__ = ["load_nifti"]
 
@@ -35,37 +43,36 @@ def load_nifti(root: str | Path, *, strict: bool = False, verify: bool = True) -
     images with the same name, or as ``X_mask.nii.gz`` / ``X_seg.nii.gz``. A slice is
     positive when its mask has any non-zero voxel. Subtypes come from the mask's
     values where a ``dataset.json`` (nnU-Net) names them (``epidural``, ``EDH``, ...).
-    Volumes without a mask load unlabelled.
+    Volumes without a mask load unlabelled. NaN and infinite voxels become air and
+    are reported in ``notes`` (and warned about). Each header is checked against the
+    decoding budget (``ichkit.scans.budget``) before its voxels are read.
     """
-    import nibabel
-
+    budget = current_budget()
     root = Path(root)
     images = [root] if root.is_file() else _volume_files(root)
     codes = _mask_codes(root if root.is_dir() else root.parent)
-    log, rows, notes = SkipLog(strict), [], []
+    log, rows, notes, warned = SkipLog(strict), [], [], []
     n_unlabelled = 0
     for path in images:
         case = _case_name(path)
         try:
-            header_shape = nibabel.load(path).shape
-            volume = _canonical_volume(str(path)) if verify else None
+            # verify: read it now (kept for the slice reads that follow); else the header
+            volume = _cached_volume(path, budget) if verify else None
+            n_slices = len(volume.slices) if volume else _n_axial_slices(path, budget)
         except ScanReadError as error:
             log.skip(path, error)
             continue
-        except Exception as error:  # noqa: BLE001
-            log.skip(path, f"not a readable NIfTI volume ({error})")
-            continue
-        n_slices = len(volume.slices) if volume else header_shape[2]
-        if volume and volume.n_nan:
-            notes.append(
-                f"'{path}': {volume.n_nan} NaN voxels on slice(s) "
-                f"{', '.join(map(str, volume.nan_slices))} set to {NAN_FILL_HU:g} HU (air)"
+        if volume and volume.n_non_finite:
+            note = f"'{path}': {_non_finite_count(volume)} on slice(s) " + (
+                f"{', '.join(map(str, volume.non_finite_slices))} set to {NAN_FILL_HU:g} HU (air)"
             )
+            notes.append(note)
+            warned.append(note)
         mask_path = _find_mask(path, case)
         slice_labels = {}
         if mask_path is not None:
             try:
-                slice_labels = _slice_labels(mask_path, n_slices, codes)
+                slice_labels = _slice_labels(mask_path, n_slices, codes, budget)
             except ScanReadError as error:
                 log.skip(path, f"its mask is unusable: {error.reason}")
                 continue
@@ -86,14 +93,20 @@ def load_nifti(root: str | Path, *, strict: bool = False, verify: bool = True) -
             )
     if n_unlabelled:
         notes.append(f"{n_unlabelled} of {len(images)} volumes have no mask: loaded unlabelled")
-    for note in notes:
-        if "NaN" in note:
-            warnings.warn(note, stacklevel=2)
+    for note in warned:
+        warnings.warn(note, stacklevel=2)
     dataset = ScanDataset(
         pd.DataFrame(rows), layout="nifti", root=root, skipped=log.items, notes=notes
     )
     warn_skipped(dataset, len(images))
     return dataset
+
+
+def _non_finite_count(volume: _Volume) -> str:
+    """'3 NaN voxels', '2 infinite voxels' or '3 NaN and 2 infinite voxels'."""
+    parts = [f"{volume.n_nan} NaN"] if volume.n_nan else []
+    parts += [f"{volume.n_infinite} infinite"] if volume.n_infinite else []
+    return " and ".join(parts) + " voxels"
 
 
 def _volume_files(root: Path) -> list[Path]:
@@ -154,11 +167,14 @@ def _mask_codes(root: Path) -> dict[int, str]:
     return {value: subtype_name(name) for value, name in pairs if subtype_name(name)}
 
 
-def _slice_labels(mask_path: Path, n_slices: int, codes: dict[int, str]) -> dict[str, list[int]]:
-    mask = _canonical_volume(str(mask_path)).slices
+def _slice_labels(
+    mask_path: Path, n_slices: int, codes: dict[int, str], budget: DecodeBudget
+) -> dict[str, list[int]]:
+    # Read without the cache, which keeps the image volume for its slice reads.
+    mask = _read_volume(mask_path, budget).slices
     if len(mask) != n_slices:
         raise ScanReadError(mask_path, f"mask has {len(mask)} slices, the volume {n_slices}")
-    values = np.rint(mask).astype(np.int64)
+    values = np.rint(mask, out=mask)  # float label values; no int64 copy of a large mask
     labels = {"label": (values > 0).any(axis=(1, 2)).astype(int).tolist()}
     if codes:
         for subtype in SUBTYPES:

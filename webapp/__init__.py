@@ -5,11 +5,26 @@ builds the Flask app for tests or another WSGI server. Research software, not a
 medical device.
 """
 
-from ichkit.webapp.app import DISCLAIMER, create_app, serve
+from ichkit.webapp.app import (
+    CHANNEL_TIMEOUT_S,
+    CONNECTION_LIMIT,
+    DISCLAIMER,
+    create_app,
+    make_server,
+    serve,
+)
 from ichkit.webapp.served_run import ServedModel, ServedRun
-from ichkit.webapp.uploads import Upload, UploadError, UploadLimits, read_upload
+from ichkit.webapp.uploads import (
+    Upload,
+    UploadError,
+    UploadLimits,
+    read_upload,
+    without_server_paths,
+)
 
 __all__ = [
+    "CHANNEL_TIMEOUT_S",
+    "CONNECTION_LIMIT",
     "DISCLAIMER",
     "ServedModel",
     "ServedRun",
@@ -17,6 +32,8 @@ __all__ = [
     "UploadError",
     "UploadLimits",
     "create_app",
+    "make_server",
     "read_upload",
     "serve",
+    "without_server_paths",
 ]

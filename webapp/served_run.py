@@ -24,6 +24,7 @@ from ichkit.experiments.trained_run import (
     TrainedRun,
     is_informative_threshold,
 )
+from ichkit.scans.plausibility import check_scan, check_slices
 from ichkit.webapp.uploads import Upload, UploadError
 
 __all__ = ["ServedModel", "ServedRun"]
@@ -89,9 +90,13 @@ class ServedRun(TrainedRun):
         """The verdict on an upload by model ``name``, as ``POST /api/predict`` returns it.
 
         ``heatmaps`` is how many of the slices to look at first get a Grad-CAM map.
+        Before any model runs, the upload passes the plausibility gate
+        (``ichkit.scans.plausibility``): a slice that does not look like head CT, or a
+        scan too few of whose slices do, is refused with a 422.
         """
         from ichkit.webapp import figures
 
+        notes = [*upload.notes, *_plausibility_notes(upload)]
         model = self.models[name]
         if model.needs_scan and upload.kind != "scan":
             raise UploadError(
@@ -134,7 +139,7 @@ class ServedRun(TrainedRun):
             "heatmap_note": self.heatmap_note(name),
             "heatmaps": [],
             "skipped": upload.skipped,
-            "notes": upload.notes,
+            "notes": notes,
             "timing_ms": {"inference": inference_ms, "gradcam": 0.0},
             "engine": self.load(name)[0].engine,
         }
@@ -156,7 +161,7 @@ class ServedRun(TrainedRun):
             ]
         if not is_informative_threshold(threshold):
             answer["notes"] = [
-                *upload.notes,
+                *notes,
                 (
                     f"The run chose a {upload.kind} threshold of {threshold:.2f} for {name}: its "
                     f"held-out {upload.kind}s did not separate (too few of them), so this "
@@ -202,3 +207,37 @@ class ServedRun(TrainedRun):
             "models": [model.as_dict() for model in self.models.values()],
             "threshold_rule": THRESHOLD_RULE,
         }
+
+
+#: How many implausible slices of a scan a note names (the count covers them all).
+_N_SLICES_NAMED = 5
+
+
+def _plausibility_notes(upload: Upload) -> list[str]:
+    """Refuse an upload that does not look like head CT (``UploadError`` 422, naming the
+    file as the user called it); for a scan that passes, a note naming its slices that
+    do not look like head CT on their own (slices above the vertex, a headrest)."""
+    reasons = check_slices(upload.slices)
+    if upload.kind != "scan":
+        for name, reason in zip(upload.names, reasons, strict=True):
+            if reason is not None:
+                raise UploadError(422, f"'{name}' does not look like a head CT slice: {reason}")
+        return []
+    refusal = check_scan(upload.slices, reasons=reasons)
+    if refusal is not None:
+        raise UploadError(422, f"'{upload.filename}' does not look like a head CT scan: {refusal}")
+    implausible = [
+        f"{name} ({reason})"
+        for name, reason in zip(upload.names, reasons, strict=True)
+        if reason is not None
+    ]
+    if not implausible:
+        return []
+    more = len(implausible) - _N_SLICES_NAMED
+    return [
+        f"{len(implausible)} of the {len(reasons)} slices do not look like head CT on "
+        "their own (usual above the vertex or below the skull base) and were read as "
+        f"part of the scan: {'; '.join(implausible[:_N_SLICES_NAMED])}"
+        + (f"; and {more} more" if more > 0 else "")
+        + "."
+    ]

@@ -41,6 +41,11 @@ def _build_parser() -> argparse.ArgumentParser:
     inspect = data.add_parser("inspect", help="load a data set and report what it holds")
     inspect.add_argument("path", help="data set folder (or one DICOM/NIfTI file)")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+    inspect.add_argument(
+        "--plausibility",
+        action="store_true",
+        help="flag slices and scans that do not look like head CT (reads every slice)",
+    )
     _add_data_options(inspect)
     inspect.add_argument("--strict", action="store_true", help="stop at the first bad file")
     inspect.add_argument(
@@ -86,6 +91,18 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload-mb", type=float, default=200, help="largest upload, MB")
     serve.add_argument("--threads", type=int, default=8, help="requests answered at once")
     serve.add_argument("--no-onnx", action="store_true", help="predict with Keras, not ONNX")
+    serve.add_argument(
+        "--channel-timeout",
+        type=int,
+        metavar="S",
+        help="close a connection idle this many seconds, no request in progress (default 30)",
+    )
+    serve.add_argument(
+        "--connection-limit",
+        type=int,
+        metavar="N",
+        help="connections held open at once; more wait in the backlog (default 400)",
+    )
     serve.set_defaults(handler=_serve)
 
     evaluate = commands.add_parser(
@@ -180,7 +197,12 @@ def _inspect(arguments: argparse.Namespace) -> int:
             patient_pattern=arguments.patient_pattern,
             class_names=arguments.class_names,
         )
-    summary = inspect(dataset, duplicates=arguments.duplicates, random_state=arguments.seed)
+    summary = inspect(
+        dataset,
+        duplicates=arguments.duplicates,
+        random_state=arguments.seed,
+        plausibility=arguments.plausibility,
+    )
     print(json.dumps(summary, indent=2) if arguments.json else format_inspection(summary))
     return 0
 
@@ -236,6 +258,12 @@ def _serve(arguments: argparse.Namespace) -> int:
         return 2
     from ichkit.webapp import serve
 
+    # Unset limits take serve()'s defaults, which ichkit.webapp.app decides and documents.
+    limits = {
+        name: value
+        for name in ("channel_timeout", "connection_limit")
+        if (value := getattr(arguments, name)) is not None
+    }
     serve(
         arguments.run_dir,
         host=arguments.host,
@@ -243,6 +271,7 @@ def _serve(arguments: argparse.Namespace) -> int:
         max_upload_mb=arguments.max_upload_mb,
         threads=arguments.threads,
         onnx=not arguments.no_onnx,
+        **limits,
     )
     return 0
 

@@ -423,15 +423,15 @@ def test_missing_root_labels_or_images_are_refused(tmp_path: Path):
     with pytest.raises(DatasetError, match=r"it holds no files"):
         load_dicom(tmp_path)
     (tmp_path / "notes.txt").write_text("nothing here\n")
-    with pytest.raises(DatasetError, match=r"all 1 files were skipped \(not DICOM \(1\)\)"):
+    with pytest.raises(DatasetError, match=r"all 1 files were skipped: '.*notes\.txt': not DICOM"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             load_dicom(tmp_path)
 
 
 def test_rows_and_columns_become_height_and_width(tmp_path: Path, write_slice):
-    write_slice(tmp_path / "a", stored=np.full((6, 10), 1064), position=(0, 0, 0))
-    write_slice(tmp_path / "b", stored=np.full((8, 8), 1064), position=(0, 0, 5))
+    write_slice(tmp_path / "a", stored=np.full((6, 10), 1064), series_uid="1.2.3.1")
+    write_slice(tmp_path / "b", stored=np.full((8, 8), 1064), series_uid="1.2.3.2")
 
     dataset = load_dicom(tmp_path)
 
@@ -443,3 +443,74 @@ def test_rows_and_columns_become_height_and_width(tmp_path: Path, write_slice):
 def test_real_series_report_their_image_size(ge_dataset, cq500_dataset):
     assert scans.inspect(ge_dataset)["image_sizes"] == {"512x512": 28}
     assert scans.inspect(cq500_dataset)["image_sizes"] == {"512x512": 40}
+
+
+# --- series that mix slice sizes or orientations -----------------------------------------
+
+SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)
+
+
+def test_mixed_sizes_are_split_into_one_scan_per_size(tmp_path: Path, write_slice):
+    for index in range(3):
+        write_slice(tmp_path / f"big{index}", stored=np.full((8, 8), 1064), position=(0, 0, index))
+    write_slice(tmp_path / "small", stored=np.full((4, 4), 1064), position=(0, 0, 1.5))
+
+    with pytest.warns(UserWarning, match="mixes slice sizes or orientations") as record:
+        dataset = load_dicom(tmp_path)
+
+    series = "1.2.826.0.1.3680043.10.999.1"
+    message = str(record[0].message)
+    assert f"3 slices 8x8 axial (kept as scan '{series}')" in message
+    assert f"1 slices 4x4 axial (now scan '{series} (4x4 axial)': small)" in message
+    assert message in dataset.notes
+    scans_by_id = {scan_id: rows for scan_id, rows in dataset.iter_scans()}
+    assert [Path(p).name for p in scans_by_id[series]["path"]] == ["big0", "big1", "big2"]
+    assert list(scans_by_id[series]["slice_index"]) == [0, 1, 2]  # no gap for the odd slice
+    assert list(scans_by_id[f"{series} (4x4 axial)"]["height"]) == [4]
+    assert set(dataset.table["series_instance_uid"]) == {series}
+    assert not dataset.skipped
+
+
+def test_mixed_orientations_are_split_and_named_by_plane(tmp_path: Path, write_slice):
+    for index in range(3):
+        write_slice(tmp_path / f"axial{index}", position=(0, 0, index))
+    for index in range(2):
+        write_slice(tmp_path / f"sag{index}", position=(index, 0, 0), orientation=SAGITTAL)
+
+    expected = r"2 slices 8x8 sagittal \(now scan '.* \(8x8 sagittal\)': sag0, sag1\)"
+    with pytest.warns(UserWarning, match=expected):
+        dataset = load_dicom(tmp_path)
+
+    assert dataset.table.groupby("scan_id").size().sort_values().tolist() == [2, 3]
+    assert dataset.is_ordered
+
+
+def test_orientation_noise_or_absence_does_not_split(tmp_path: Path, write_slice):
+    write_slice(tmp_path / "a", position=(0, 0, 0), instance=1)
+    noisy = (1.0, 1e-6, 0.0, 0.0, 1.0, 1e-6)
+    write_slice(tmp_path / "b", position=(0, 0, 5), orientation=noisy, instance=2)
+    write_slice(tmp_path / "c", position=None, orientation=None, instance=3)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        dataset = load_dicom(tmp_path)
+
+    assert dataset.table["scan_id"].nunique() == 1 and len(dataset) == 3
+
+
+# --- errors about several files name each file with its reason ---------------------------
+
+
+def test_nothing_loaded_lists_each_file_with_its_reason(tmp_path: Path, write_slice):
+    (tmp_path / "a.dcm").write_bytes(b"not a dicom file at all")
+    write_slice(tmp_path / "b.dcm", stored=np.full((64, 64), 1064))
+    (tmp_path / "b.dcm").write_bytes((tmp_path / "b.dcm").read_bytes()[:-2000])
+
+    with pytest.raises(DatasetError) as caught, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scans.load(tmp_path)
+
+    message = str(caught.value)
+    assert "all 2 files were skipped" in message
+    each = r"'[^']*a\.dcm': not DICOM; '[^']*b\.dcm': truncated or corrupt DICOM"
+    assert re.search(each, message)

@@ -1,5 +1,7 @@
 """scans.load: layout detection and the errors a user meets first."""
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -58,3 +60,31 @@ def test_detects_dicom_without_preamble_or_extension(tmp_path, write_slice):
     assert scans.detect_layout(tmp_path) == "dicom"
     assert scans.detect_layout(tmp_path / "IM0001") == "dicom"
     assert len(scans.load(tmp_path)) == 1
+
+
+def test_refusal_names_each_file_up_to_ten_then_counts_the_rest(tmp_path):
+    (tmp_path / "normal").mkdir()
+    for index in range(12):
+        (tmp_path / "normal" / f"empty{index:02d}.png").write_bytes(b"")
+    (tmp_path / "normal" / "page.png").write_text("<html>not an image</html>")
+    with pytest.warns(UserWarning), pytest.raises(scans.DatasetError) as caught:
+        scans.load(tmp_path)
+    message = str(caught.value)
+    assert "all 13 files were skipped: " in message
+    named = re.findall(r"'[^']*/(\w+\.png)': ([^;]+)", message)
+    assert len(named) == 10 and len({name for name, _ in named}) == 10
+    assert all(reason.startswith(("empty file", "not an image")) for _, reason in named)
+    assert re.search(r"; and 3 more \(.*\(\d\)\)\.$", message)
+
+
+def test_skip_warning_names_each_file_with_its_reason(tmp_path):
+    for name in ("a", "b"):
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / f"{name}.png")
+    (tmp_path / "c.png").write_bytes(b"")
+    (tmp_path / "labels.csv").write_text("id,label\na,0\nb,1\nc,1\nd,0\n")
+    with pytest.warns(UserWarning, match="Skipped 2 of") as record:
+        scans.load(tmp_path)
+    message = str(record[0].message)
+    assert re.search(r"'[^']*c\.png': empty file", message)
+    orphan = r"'[^']*labels\.csv \(row 'd'\)': label row has no matching image file"
+    assert re.search(orphan, message)

@@ -150,3 +150,55 @@ def test_page_before_and_after_an_upload(client, hemorrhage_slice):
 def test_unknown_route_is_a_json_404_under_the_api(client):
     response = client.get("/api/nothing")
     assert response.status_code == 404 and "error" in response.get_json()
+
+
+def _leaky_uploads(folder: Path, dicom_folder: Path) -> dict[str, Path]:
+    """Uploads whose messages used to name server paths or internal names."""
+    import gzip
+    import zipfile
+
+    folder.mkdir()
+    text = folder / "text.nii.gz"
+    text.write_bytes(gzip.compress(b"not a volume"))
+    broken = folder / "broken.zip"
+    first = next(dicom_folder.iterdir()).read_bytes()
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("series/cut.dcm", first[:400])
+        archive.writestr("series/notes.txt", "no scan here")
+    duplicate = folder / "duplicate.zip"
+    files = sorted(dicom_folder.iterdir())
+    with zipfile.ZipFile(duplicate, "w") as archive:
+        for file in files:
+            archive.write(file, f"series/{file.name}")
+        archive.write(files[0], "series/copy.dcm")
+    return {"text": text, "broken": broken, "duplicate": duplicate}
+
+
+def test_answers_never_hold_server_paths_or_internal_names(served, dicom_folder, tmp_path):
+    from ichkit.webapp import create_app
+
+    server_folder = tmp_path / "server"
+    server_folder.mkdir()
+    client = create_app(served, upload_dir=server_folder).test_client()
+    uploads = _leaky_uploads(tmp_path / "client", dicom_folder)
+    expected = {"text": (415, "text.nii.gz"), "broken": (422, "series/cut.dcm")}
+    expected["duplicate"] = (200, "series/copy.dcm")
+    for key, path in uploads.items():
+        for route in ("/api/predict", "/"):
+            response = _post(client, path, route)
+            body = html.unescape(response.get_data(as_text=True))
+            status, named = expected[key]
+            assert response.status_code == status and named in body, body[:500]
+            for internal in (str(server_folder), "ichkit-upload", "entry-0", "'entries'"):
+                assert internal not in body, f"{key} {route}: {internal}"
+    assert list(server_folder.iterdir()) == []
+
+
+def test_every_request_releases_the_volumes_it_read(client, nifti_volume, monkeypatch):
+    from ichkit.scans import nifti
+
+    releases = []
+    monkeypatch.setattr(nifti, "clear_volume_cache", lambda: releases.append(1))
+    assert _post(client, nifti_volume, heatmaps="0").status_code == 200
+    assert _post(client, Path(__file__)).status_code == 415
+    assert len(releases) == 2

@@ -48,6 +48,13 @@ def test_upload_in_a_real_browser_shows_verdict_and_heatmap(browser, live_server
     Select(browser.find_element(By.ID, "model")).select_by_value("smallcnn")
     browser.find_element(By.ID, "submit").click()
 
+    # The answer page loads after the prediction: wait for it (slow under CPU load).
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 60).until(
+        expected_conditions.presence_of_element_located((By.ID, "verdict"))
+    )
     assert browser.find_element(By.ID, "verdict").text in ("Hemorrhagic", "Normal")
     probability = float(browser.find_element(By.ID, "probability").text)
     threshold = float(browser.find_element(By.ID, "threshold").text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import stat
 import zipfile
@@ -106,11 +107,7 @@ def test_zip_without_scans_and_corrupt_zip(tmp_path):
     assert caught.value.status == 422
 
 
-def test_zip_limits_count_bytes_as_they_come_out(dicom_series, tmp_path):
-    small = UploadLimits(max_unzipped_bytes=10_000)
-    with pytest.raises(UploadError, match="unpacks to more than 10000 bytes") as caught:
-        _upload(dicom_series, tmp_path / "a", small)
-    assert caught.value.status == 413
+def test_zip_entry_count_is_limited(dicom_series, tmp_path):
     with pytest.raises(UploadError, match="holds 8 files; at most 3") as caught:
         _upload(dicom_series, tmp_path / "b", UploadLimits(max_zip_entries=3))
     assert caught.value.status == 413
@@ -153,3 +150,181 @@ def test_pickle_is_never_loaded(tmp_path, monkeypatch):
     with pytest.raises(UploadError, match="is not a PNG or JPEG slice") as caught:
         _upload(path, tmp_path / "request")
     assert caught.value.status == 415
+
+
+# --- bombs: refused before more than the budget is written ------------------------------
+
+
+def _written(folder: Path) -> int:
+    """Bytes written into ``folder`` besides the saved upload itself."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name != "upload")
+
+
+@pytest.fixture(scope="module")
+def zeros_zip(tmp_path_factory) -> Path:
+    """1 GiB of zeros in one zip entry (about 4.7 MB packed), as in the issue."""
+    path = tmp_path_factory.mktemp("bomb") / "zeros.zip"
+    chunk = bytes(1 << 24)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("zeros.dcm", "w", force_zip64=True) as entry:
+            for _ in range(64):
+                entry.write(chunk)
+    return path
+
+
+def test_zip_bomb_is_refused_before_anything_is_written(zeros_zip, tmp_path):
+    with pytest.raises(UploadError, match="unpacks to more than .* nothing was unpacked") as caught:
+        _upload(zeros_zip, tmp_path)
+    assert caught.value.status == 413 and "times its own" in str(caught.value)
+    assert _written(tmp_path) == 0
+
+
+def test_zip_over_the_byte_limit_is_refused_before_writing(dicom_series, tmp_path):
+    with pytest.raises(UploadError, match="unpacks to more than 10000 bytes") as caught:
+        _upload(dicom_series, tmp_path, UploadLimits(max_unzipped_bytes=10_000))
+    assert caught.value.status == 413 and _written(tmp_path) == 0
+
+
+def test_zip_declaring_less_than_it_holds_writes_no_more_than_declared(tmp_path):
+    """The declared size is patched down to 1000 bytes; the entry holds 64 MiB."""
+    path = tmp_path / "liar.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("scan.dcm", bytes(64 << 20))
+    real = (64 << 20).to_bytes(4, "little")
+    data = bytearray(path.read_bytes())
+    assert data.count(real) == 2  # the local header and the central directory
+    path.write_bytes(bytes(data).replace(real, (1000).to_bytes(4, "little")))
+    with pytest.raises(UploadError, match="truncated or corrupt") as caught:
+        _upload(path, tmp_path / "request")
+    assert caught.value.status == 422
+    assert _written(tmp_path / "request") <= 1000
+
+
+def _nifti_gzip(path: Path, shape: tuple[int, ...], trailing_zeros: int = 0) -> Path:
+    """A gzip-compressed NIfTI-1 header and zero voxels of ``shape``, streamed (never
+    held in memory), with ``trailing_zeros`` more bytes after the volume."""
+    import gzip
+
+    header = nibabel.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.int16)
+    header["vox_offset"] = 352
+    n_bytes = math.prod(shape) * 2 + trailing_zeros
+    with gzip.open(path, "wb", compresslevel=1) as file:
+        file.write(header.binaryblock + b"\x00" * 4)
+        while n_bytes > 0:
+            file.write(bytes(min(n_bytes, 1 << 24)))
+            n_bytes -= 1 << 24
+    return path
+
+
+def test_gzip_bombs_are_refused_before_anything_is_written(tmp_path):
+    import gzip
+
+    text = tmp_path / "zeros.nii.gz"
+    with gzip.open(text, "wb", compresslevel=1) as file:
+        for _ in range(64):
+            file.write(bytes(1 << 24))  # 1 GiB of zeros: no NIfTI header
+    with pytest.raises(UploadError, match="gzip-compressed, but not a NIfTI volume") as caught:
+        _upload(text, tmp_path / "a")
+    assert caught.value.status == 415 and _written(tmp_path / "a") == 0
+    huge = _nifti_gzip(tmp_path / "huge.nii.gz", (512, 512, 100))
+    with pytest.raises(UploadError, match="too large to decode safely") as caught:
+        _upload(huge, tmp_path / "b", UploadLimits(max_voxels=512 * 512 * 50))
+    assert caught.value.status == 413 and _written(tmp_path / "b") == 0
+    blank = _nifti_gzip(tmp_path / "blank.nii.gz", (512, 512, 300))  # 157 MB of zeros
+    with pytest.raises(UploadError, match="times its own .* nothing was unpacked") as caught:
+        _upload(blank, tmp_path / "c")
+    assert caught.value.status == 413 and _written(tmp_path / "c") == 0
+
+
+def test_gzip_volume_is_unpacked_only_as_far_as_its_header_declares(tmp_path):
+    volume = _nifti_gzip(tmp_path / "small.nii.gz", (64, 64, 8), trailing_zeros=1 << 26)
+    upload = _upload(volume, tmp_path / "request")
+    assert upload.kind == "scan" and len(upload.slices) == 8
+    assert _written(tmp_path / "request") == 352 + 64 * 64 * 8 * 2
+
+
+def test_truncated_gzip_volume_is_a_422(nifti_volume, tmp_path):
+    path = tmp_path / "cut.nii.gz"
+    path.write_bytes(nifti_volume.read_bytes()[: nifti_volume.stat().st_size // 2])
+    with pytest.raises(UploadError, match="'cut.nii.gz': truncated") as caught:
+        _upload(path, tmp_path / "request")
+    assert caught.value.status == 422
+
+
+# --- messages name the client's files, never the server's ------------------------------
+
+
+def _assert_no_server_names(text: str, folder: Path) -> None:
+    assert str(folder) not in text and str(folder.resolve()) not in text
+    for internal in ("'upload", "'entries'", "entry-0", "ichkit-upload"):
+        assert internal not in text, text
+
+
+def test_gzip_of_text_names_the_file_not_the_server_path(tmp_path):
+    import gzip
+
+    path = tmp_path / "text.nii.gz"
+    path.write_bytes(gzip.compress(b"not a volume"))
+    with pytest.raises(UploadError, match="'text.nii.gz'") as caught:
+        _upload(path, tmp_path / "request")
+    assert caught.value.status == 415
+    _assert_no_server_names(str(caught.value), tmp_path)
+
+
+def test_zip_without_a_readable_dicom_names_each_entry(dicom_folder, tmp_path):
+    path = tmp_path / "broken.zip"
+    first = next(dicom_folder.iterdir()).read_bytes()
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("series/cut.dcm", first[:400])
+        archive.writestr("series/notes.txt", "no scan here")
+    with pytest.raises(UploadError, match="'broken.zip'") as caught:
+        _upload(path, tmp_path / "request")
+    message = str(caught.value)
+    assert caught.value.status == 422
+    assert "series/cut.dcm" in message and "series/notes.txt" in message
+    _assert_no_server_names(message, tmp_path)
+
+
+def test_duplicate_position_note_names_the_zip_entries(dicom_folder, tmp_path):
+    path = tmp_path / "dup.zip"
+    files = sorted(dicom_folder.iterdir())
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in files:
+            archive.write(file, f"series/{file.name}")
+        archive.write(files[0], "series/copy.dcm")
+    upload = _upload(path, tmp_path / "request")
+    note = next(note for note in upload.notes if "same position" in note)
+    assert f"series/{files[0].name}" in note and "series/copy.dcm" in note and "'dup.zip'" in note
+    _assert_no_server_names(note, tmp_path)
+    assert "series/copy.dcm" in upload.names
+
+
+def test_zipped_volume_errors_name_the_entry(tmp_path):
+    import gzip
+
+    path = tmp_path / "volume.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("scan/head.nii.gz", gzip.compress(b"not a volume"))
+    with pytest.raises(UploadError, match="'volume.zip: scan/head.nii.gz'") as caught:
+        _upload(path, tmp_path / "request")
+    _assert_no_server_names(str(caught.value), tmp_path)
+
+
+def test_without_server_paths_replaces_every_spelling(tmp_path):
+    from ichkit.webapp.uploads import without_server_paths
+
+    folder = tmp_path / "ichkit-upload-x1"
+    folder.mkdir()
+    entries = {"entry-00003": "series/IM-3.dcm"}
+    text = (
+        f"'{folder}/upload.nii.gz' and {folder.resolve()}/entries/entry-00003, "
+        "(entry-00003, entry-00009.nii) in 'entries'; the entry 'a/entry-00003.dcm' "
+        f"is the client's own name. Read {folder}/upload."
+    )
+    public = without_server_paths(text, folder, "scan.zip", entries)
+    assert public == (
+        "'scan.zip' and series/IM-3.dcm, (series/IM-3.dcm, scan.zip) in 'scan.zip'; the "
+        "entry 'a/entry-00003.dcm' is the client's own name. Read scan.zip."
+    )

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from ichkit import scans
 from ichkit.cli import main
@@ -36,18 +34,8 @@ RUN_SETTINGS = {
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    from ichkit.experiments.runner import run_experiment
-
-    root = tmp_path_factory.mktemp("source")
-    data = write_phantom(root / "train", 8, seed=4, size=32, n_slices=8)
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump(RUN_SETTINGS))
-    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
-        patch.setenv("ICHKIT_CACHE_DIR", str(root / "cache"))
-        warnings.simplefilter("ignore", UserWarning)  # 8 patients: no stratified inner splits
-        run_experiment(config, data, root / "run", cv=2, progress=False)
-    return root / "run"
+def run_dir(tmp_path_factory, train_tiny_run) -> Path:
+    return train_tiny_run(tmp_path_factory.mktemp("source"), RUN_SETTINGS, n_scans=8)
 
 
 @pytest.fixture(scope="module")

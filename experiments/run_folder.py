@@ -14,7 +14,7 @@ every path is spelled here and nowhere else::
       models/<model>__fold<k><suffix>    the trained model (suffix: its family's)
       metrics.csv, summary.csv           per fold; over folds with intervals
       comparison.md, comparison.tex, report.html, model_card.md, plots/
-      serving/                           ONNX exports made by ``ichkit serve``
+      serving/                           ONNX exports (``ichkit serve``, ``evaluate``, ``predict``)
 """
 
 from __future__ import annotations

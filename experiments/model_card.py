@@ -50,7 +50,7 @@ def model_card_markdown(
     summary, predictions : pandas.DataFrame
         The run's ``summary.csv`` and its test predictions.
     sizes : pandas.DataFrame
-        ``ichkit.experiments.tables.test_sizes`` of the predictions.
+        ``ichkit.experiments.tables.evaluation_sizes`` of the predictions.
     warnings, notes : iterable of str
         The data's warnings and the run's notes (models left out, threshold fallbacks).
     """

@@ -31,7 +31,7 @@ from ichkit.experiments import _io
 from ichkit.experiments.metrics import has_multislice_scans, scan_predictions
 from ichkit.experiments.run_folder import RunFolder
 from ichkit.experiments.statistics import expected_calibration_error, reliability_table
-from ichkit.experiments.tables import MIN_FOR_CONCLUSION, test_sizes
+from ichkit.experiments.tables import MIN_FOR_CONCLUSION, evaluation_sizes
 
 __all__ = [
     "comparison_latex",
@@ -126,7 +126,7 @@ def comparison_markdown(
         Only this level, as a bare table. ``None`` gives every level, each under a
         ``### <Level> level`` heading, slice level first, then the caption.
     sizes : pandas.DataFrame, default=None
-        The test part's sizes (``ichkit.experiments.tables.test_sizes``), stated
+        The test part's sizes (``ichkit.experiments.tables.evaluation_sizes``), stated
         above each level's table.
 
     Returns
@@ -649,7 +649,7 @@ def write_report(
     _check_columns(summary, _SUMMARY_COLUMNS, "summary", "write_report")
     file_names = _model_file_names(predictions)
     levels = list(_LEVELS) if has_multislice_scans(predictions) else ["slice"]
-    sizes = test_sizes(predictions)
+    sizes = evaluation_sizes(predictions)
     tables = {
         "markdown": comparison_markdown(summary, sizes=sizes),
         "latex": comparison_latex(summary, sizes=sizes),

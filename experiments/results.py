@@ -16,7 +16,7 @@ from ichkit.experiments import _io
 from ichkit.experiments.model_card import model_card_markdown
 from ichkit.experiments.report import write_report
 from ichkit.experiments.run_folder import RunFolder
-from ichkit.experiments.tables import compute_metrics, summarise, test_sizes
+from ichkit.experiments.tables import compute_metrics, evaluation_sizes, summarise
 
 __all__ = ["write_results"]
 
@@ -50,7 +50,7 @@ def write_results(
     _io.write_csv(run.summary_path, summary)
     card = model_card_markdown(
         title=title, config=config, inspection=inspection, summary=summary,
-        predictions=predictions, sizes=test_sizes(predictions), warnings=warnings,
+        predictions=predictions, sizes=evaluation_sizes(predictions), warnings=warnings,
         notes=notes,
     )  # fmt: skip
     _io.write_text(run.report_path("model_card"), card)

@@ -140,7 +140,9 @@ def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, p
     for line in warned:
         _say(f"warning: {line}", progress)
     run.root.mkdir(parents=True, exist_ok=True)
-    run.write_config({**resolved, "models": _union(_saved_models(run), names)})
+    # The folder's models: an earlier run's, then this one's (the tables show them all).
+    held_models = list(dict.fromkeys([*_saved_models(run), *names]))
+    run.write_config({**resolved, "models": held_models})
     run.write_json(run.inspection_path, inspection)
     if dataset.skipped:
         run.write_json(run.skipped_path, [item.__dict__ for item in dataset.skipped])
@@ -184,7 +186,7 @@ def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, p
     bar.close()
 
     n_folds = len(folds)
-    shown = [name for name in _union(_saved_models(run), names)
+    shown = [name for name in held_models
              if len(run.finished_folds(name).get(name, [])) == n_folds]  # fmt: skip
     added = [name for name in shown if name not in names]
     if added:
@@ -221,10 +223,6 @@ def _say(message: str, progress: bool) -> None:
 def _saved_models(run: RunFolder) -> list[str]:
     """The models an earlier run into this folder listed (none for a new folder)."""
     return list(run.read_config().get("models", [])) if run.config_path.is_file() else []
-
-
-def _union(first: list[str], second: list[str]) -> list[str]:
-    return list(dict.fromkeys([*first, *second]))
 
 
 def _thresholds(held_out: pd.DataFrame, rows: pd.DataFrame, train: pd.DataFrame):

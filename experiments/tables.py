@@ -28,7 +28,7 @@ __all__ = [
     "compute_metrics",
     "level_predictions",
     "summarise",
-    "test_sizes",
+    "evaluation_sizes",
 ]
 
 METRIC_COLUMNS = [
@@ -196,7 +196,7 @@ def _paired_tests(own: pd.DataFrame, reference: pd.DataFrame, key: list[str], *,
     return {"delong_p": delong["p_value"], "mcnemar_p": mcnemar["p_value"], "paired_note": ""}
 
 
-def test_sizes(predictions: pd.DataFrame) -> pd.DataFrame:
+def evaluation_sizes(predictions: pd.DataFrame) -> pd.DataFrame:
     """The test part's sizes per level and fold, and over all folds (``fold`` "all").
 
     Columns ``level, fold, n_patients, n_scans, n_slices, n_positive, n_negative``;
@@ -206,10 +206,9 @@ def test_sizes(predictions: pd.DataFrame) -> pd.DataFrame:
     first = predictions[predictions["model"] == predictions["model"].iloc[0]]
     records = []
     for level, rows in level_predictions(first).items():
-        slices = first
         groups = [*rows.groupby("fold", sort=True), ("all", rows)]
         for fold, part in groups:
-            part_slices = slices if fold == "all" else slices[slices["fold"] == fold]
+            part_slices = first if fold == "all" else first[first["fold"] == fold]
             labels = part["label"].astype(int)
             records.append({
                 "level": level, "fold": fold,

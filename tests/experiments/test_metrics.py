@@ -72,14 +72,14 @@ def test_pooled_cells_and_their_intervals_come_from_one_estimator():
 
 
 def test_test_sizes_count_each_level_per_fold_and_in_all():
-    from ichkit.experiments.tables import test_sizes
+    from ichkit.experiments.tables import evaluation_sizes
 
     predictions = pd.DataFrame({
         "model": "m", "fold": [0, 0, 0, 1, 1, 1], "patient_id": ["a", "a", "b", "c", "c", "d"],
         "scan_id": ["a", "a", "b", "c", "c", "d"], "label": [0, 1, 0, 0, 0, 1],
         "probability": 0.5, "threshold": 0.5,
     })  # fmt: skip
-    sizes = test_sizes(predictions).set_index(["level", "fold"])
+    sizes = evaluation_sizes(predictions).set_index(["level", "fold"])
     assert sizes.loc[("slice", "all"), ["n_patients", "n_positive", "n_negative"]].tolist() == [
         4,
         2,

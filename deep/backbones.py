@@ -7,7 +7,10 @@ feature map goes through a layer named ``"features"`` (what Grad-CAM reads), the
 hemorrhage, optionally followed by the five subtypes). Inputs are (H, W, 3) in
 [0, 1]: a three-window stack or a grey slice repeated; each head scales them the
 way its ImageNet weights expect, so ``weights="imagenet"`` works where the files are
-available. BatchNormalization momentum is 0.9: with about ten steps an epoch on a
+available. A 2.5-D input (a slice with its neighbours) has 3 channels per slice,
+(H, W, 3 * (2 * neighbors + 1)); it trains from scratch or from this project's weights.
+
+BatchNormalization momentum is 0.9: with about ten steps an epoch on a
 few hundred slices, Keras' default 0.99 barely moves the moving statistics (pooled
 out-of-fold AUC fell from 0.90 to 0.56 on real data with it).
 """
@@ -93,8 +96,10 @@ class CaffePreprocess(layers.Layer):
     """[0, 1] RGB to the 'caffe' input of ResNet50 and VGG16: BGR, 0-255, mean removed."""
 
     def call(self, inputs):
+        # A 2.5-D input is several RGB stacks side by side: each is reversed alike.
         bgr = keras.ops.flip(inputs, axis=-1) * 255.0
-        return bgr - keras.ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=inputs.dtype)
+        mean = _CAFFE_MEAN_BGR * (inputs.shape[-1] // 3)
+        return bgr - keras.ops.convert_to_tensor(mean, dtype=inputs.dtype)
 
 
 def build_classifier(
@@ -115,8 +120,9 @@ def build_classifier(
     name : str
         The model's name; without ``backbone``, one of the built-in heads
         ('smallcnn', 'mobilenet', 'mobilenetv2', 'resnet50', 'vgg16').
-    input_shape : (height, width, 3), default=(224, 224, 3)
-        224 as in the seed paper; smaller (64-128) for CPU profiles.
+    input_shape : (height, width, channels), default=(224, 224, 3)
+        224 as in the seed paper; smaller (64-128) for CPU profiles. ``channels`` is 3,
+        or a multiple of 3 for 2.5-D input (no ImageNet weights then).
     n_outputs : int, default=1
         1 for any hemorrhage; 6 for any hemorrhage and the five subtypes.
     weights : None, "imagenet" or path, default=None
@@ -150,11 +156,17 @@ def build_classifier(
             raise ValueError(unknown_name_message("model", name, HEADS))
         backbone = HEADS[name]
     height, width, channels = input_shape
-    if channels != 3 or min(height, width) < MIN_INPUT_SIZE:
+    if channels % 3 or not channels or min(height, width) < MIN_INPUT_SIZE:
         raise ValueError(
-            f"The input_shape of a '{name}' classifier must be (height, width, 3) with height "
-            f"and width >= {MIN_INPUT_SIZE}. Got {input_shape}. Resize slices (scans.Resize) "
-            "and stack windows or repeat the grey channel to get 3 channels."
+            f"The input_shape of a '{name}' classifier must be (height, width, 3) (or 3 "
+            f"channels per slice of a 2.5-D input) with height and width >= {MIN_INPUT_SIZE}. "
+            f"Got {input_shape}. Resize slices (scans.Resize) and stack windows or repeat "
+            "the grey channel to get 3 channels."
+        )
+    if weights == "imagenet" and channels != 3:
+        raise ValueError(
+            f"ImageNet weights take 3 channels; the '{name}' classifier's input has "
+            f"{channels} (a 2.5-D input). Use weights=None, a weights path, or neighbors=0."
         )
     path = None
     if weights not in (None, "imagenet"):

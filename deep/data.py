@@ -1,4 +1,5 @@
-"""Slices streamed to Keras in batches: read, window, crop, resize, augment on the fly."""
+"""Slices streamed to Keras in batches: read, window, crop, resize, add the neighbouring
+slices (2.5-D), augment on the fly."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import numpy as np
 
 from ichkit.scans._slice import SliceImage
 from ichkit.scans.dataset import ScanDataset
-from ichkit.scans.transforms import RandomAugment, prepare_slice
+from ichkit.scans.transforms import NeighborSlices, RandomAugment, prepare_slice
 
-__all__ = ["SliceBatches", "prepare_images", "prepare_slices"]
+__all__ = ["SliceBatches", "neighbour_rows", "prepare_images", "prepare_slices"]
 
 
 def prepare_images(
@@ -27,12 +28,40 @@ def prepare_images(
 
 
 def prepare_slices(
-    slices: list[SliceImage], *, size: int = 224, window: str = "stack"
+    slices: list[SliceImage], *, size: int = 224, window: str = "stack", neighbors: int = 0
 ) -> np.ndarray:
-    """Slices already read, prepared as ``prepare_images`` prepares a data set's rows."""
+    """Slices already read, prepared as ``prepare_images`` prepares a data set's rows;
+    with ``neighbors``, ``slices`` are one scan in order and each gets its neighbours as
+    channels, as ``SliceBatches(neighbors=...)`` gives them in training."""
     batch = np.stack([prepare_slice(image, size=size, window=window) for image in slices])
     batch = batch.astype(np.float32)
-    return batch if batch.ndim == 4 else np.repeat(batch[..., None], 3, axis=-1)
+    batch = batch if batch.ndim == 4 else np.repeat(batch[..., None], 3, axis=-1)
+    return NeighborSlices(neighbors)(batch) if neighbors else batch
+
+
+def neighbour_rows(table, rows, n_neighbors: int) -> np.ndarray:
+    """For each of ``rows``, the rows of the ``n_neighbors`` slices below it, itself and
+    the slices above it in its scan (by ``slice_index``), as ``NeighborSlices`` orders
+    them: (len(rows), 2 * n_neighbors + 1). Scan edges repeat the edge slice, and a
+    slice without a known order (a loose image) is its own neighbour."""
+    rows = np.asarray(rows)
+    offsets = np.arange(-n_neighbors, n_neighbors + 1)
+    result = np.repeat(rows[:, None], len(offsets), axis=1)
+    if n_neighbors == 0 or "slice_index" not in table or "scan_id" not in table:
+        return result
+    ordered = table[["scan_id", "slice_index"]].dropna().sort_values(["scan_id", "slice_index"])
+    by_scan = {
+        scan: group.index.to_numpy() for scan, group in ordered.groupby("scan_id", sort=False)
+    }
+    position = {
+        row: (scan, i) for scan, members in by_scan.items() for i, row in enumerate(members)
+    }
+    for k, row in enumerate(rows):
+        if row in position:
+            scan, i = position[row]
+            members = by_scan[scan]
+            result[k] = members[np.clip(i + offsets, 0, len(members) - 1)]
+    return result
 
 
 class SliceBatches(keras.utils.PyDataset):
@@ -48,8 +77,14 @@ class SliceBatches(keras.utils.PyDataset):
     size : int, default=224
     window : str, default="stack"
     batch_size : int, default=16
+    neighbors : int, default=0
+        2.5-D input: the slices below and above each slice in its scan, as channels
+        (``neighbour_rows``): ``3 * (2 * neighbors + 1)`` channels.
     augment : RandomAugment, default=None
-        Applied to every slice of every batch (training only).
+        Applied to every slice of every batch (training only); a slice and its
+        neighbours move together.
+    flip : bool, default=False
+        Serve every slice mirrored left-right (test-time augmentation).
     shuffle : bool, default=False
         Reshuffle the order each epoch (seeded by ``seed``).
     seed : int, default=0
@@ -69,7 +104,9 @@ class SliceBatches(keras.utils.PyDataset):
         size: int = 224,
         window: str = "stack",
         batch_size: int = 16,
+        neighbors: int = 0,
         augment: RandomAugment | None = None,
+        flip: bool = False,
         shuffle: bool = False,
         seed: int = 0,
         cache: bool = False,
@@ -79,6 +116,8 @@ class SliceBatches(keras.utils.PyDataset):
         self.dataset, self.size, self.window = dataset, size, window
         self.indices = np.asarray(indices, dtype=int)
         self.batch_size, self.augment, self.shuffle = batch_size, augment, shuffle
+        self.neighbors, self.flip = neighbors, flip
+        self._stacks = neighbour_rows(dataset.table, self.indices, neighbors)
         self.labels = dataset.table["label"].to_numpy(dtype=float, na_value=np.nan)[self.indices]
         self._prepared: dict[int, np.ndarray] | None = {} if cache else None
         self._rng = np.random.default_rng(seed)
@@ -91,19 +130,27 @@ class SliceBatches(keras.utils.PyDataset):
 
     def __getitem__(self, batch: int):
         chosen = self._order[batch * self.batch_size : (batch + 1) * self.batch_size]
-        images = self._images(self.indices[chosen])
+        stacks = self._stacks[chosen]  # (batch, 2 * neighbors + 1) rows
+        slices = self._images(stacks.ravel()).reshape(*stacks.shape, self.size, self.size, 3)
+        images = np.concatenate(list(np.moveaxis(slices, 1, 0)), axis=-1)
         if self.augment is not None:
             images = self.augment.augment_batch(images)
+        if self.flip:
+            images = images[:, :, ::-1]
         return images, self.labels[chosen].astype(np.float32)
 
     def _images(self, rows: np.ndarray) -> np.ndarray:
+        """Prepared slices of ``rows`` (a row may repeat: a neighbour of several)."""
+        unique, positions = np.unique(rows, return_inverse=True)
         if self._prepared is None:
-            return prepare_images(self.dataset, rows, size=self.size, window=self.window)
-        missing = [int(row) for row in rows if int(row) not in self._prepared]
+            return prepare_images(self.dataset, unique, size=self.size, window=self.window)[
+                positions
+            ]
+        missing = [int(row) for row in unique if int(row) not in self._prepared]
         if missing:
             prepared = prepare_images(self.dataset, missing, size=self.size, window=self.window)
             self._prepared.update(zip(missing, prepared, strict=True))
-        return np.stack([self._prepared[int(row)] for row in rows])
+        return np.stack([self._prepared[int(row)] for row in unique])[positions]
 
     def on_epoch_end(self) -> None:
         if self.shuffle:

@@ -34,17 +34,21 @@ DEFAULT_CONFIG = {
     "features": {},
     "models": ["logreg", "svm", "knn", "rf", "xgboost"],
     "tuning": {"inner_folds": 3},
-    "deep": {
+    "deep": {  # the small-data recipe of ichkit.deep.training (docs/deep-recipe.md)
         "size": 128,  # 224 as in the seed paper; smaller on a CPU
         "window": "stack",  # brain/subdural/bone channels, or one window repeated
+        "neighbors": 1,  # 2.5-D: slices on each side as channels (ordered scans); 0: one slice
         "weights": None,  # None (from scratch), "imagenet" or a weights file
         "optimizer": "adam",
-        "learning_rate": 1e-3,
-        "epochs": 15,
+        "learning_rate": 1e-3,  # the peak, after warm-up; cosine decay to 0
+        "warmup_fraction": 0.1,
+        "epochs": 20,  # the budget: passes over the training slices (steps scale with data)
+        "budget_candidates": [0.5, 1.0],  # budgets tried on inner validation (of epochs)
+        "refit": True,  # then train on every training patient with the chosen budget
         "batch_size": 16,
-        "warmup_epochs": 3,
-        "patience": 4,
-        "validation_size": 0.2,  # of the training patients: early stopping, threshold
+        "mixup": 0.0,  # Beta(a, a) mixup of slice pairs; 0: off
+        "flip_tta": True,  # predict each slice and its mirror image, average
+        "validation_size": 0.2,  # of the training patients: budget and thresholds
         "cache_slices": False,  # keep prepared slices in memory between epochs
         "augment": {"rotation_degrees": 15, "zoom": 0.1, "horizontal_flip": True},
     },
@@ -57,7 +61,10 @@ DEFAULT_CONFIG = {
         "learning_rate": 1e-2,
         "patience": 8,
     },
-    "ensemble": {"members": None},  # voting/stacking members; None: every other model run
+    "ensemble": {
+        "members": None,  # voting/stacking candidates; None: every other model run
+        "select": True,  # keep those that help, on held-out predictions (select_members)
+    },
     "bootstrap": 1000,  # resamples of patients for the 95% confidence intervals
     "n_jobs": 2,
     "parallel": {
@@ -145,10 +152,27 @@ def load_config(path: str | Path, **overrides) -> dict:
         raise ValueError(
             f"'cv' must be an int >= 2 (patient-grouped folds) or null. Got {config['cv']!r}."
         )
+    _check_deep(config["deep"])
     _check_sequence(config["sequence"])
     _check_ensemble(config["ensemble"])
     _check_parallel(config["parallel"])
     return config
+
+
+def _check_deep(settings: dict) -> None:
+    """The recipe's numbers are in range (before any model trains)."""
+    problems = []
+    if not isinstance(settings["neighbors"], int) or settings["neighbors"] < 0:
+        problems.append(f"deep.neighbors must be an int >= 0; got {settings['neighbors']!r}")
+    if not isinstance(settings["epochs"], int) or settings["epochs"] < 1:
+        problems.append(f"deep.epochs must be an int >= 1; got {settings['epochs']!r}")
+    candidates = settings["budget_candidates"]
+    if not candidates or not all(isinstance(c, int | float) and 0 < c <= 1 for c in candidates):
+        problems.append(f"deep.budget_candidates must be fractions in (0, 1]; got {candidates!r}")
+    if settings["neighbors"] and settings["weights"] == "imagenet":
+        problems.append("deep.weights 'imagenet' takes one slice (3 channels): set neighbors 0")
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
 
 
 def _check_sequence(settings: dict) -> None:

@@ -191,7 +191,8 @@ def _safeguards(config: Mapping, inspection: Mapping | None) -> list[str]:
         f"- Patient ids {patients}; every split is grouped by patient, so no patient's "
         "slices are in two parts.",
         "- Hyperparameters: patient-grouped inner cross-validation on the training part "
-        "only; CNNs stop early on training-part patients only.",
+        "only; a CNN's training budget is chosen on training-part patients it holds out, "
+        "before it is refitted on the training part.",
         "- Thresholds: chosen on held-out training-part predictions (out-of-fold over the "
         "training patients, or validation patients), never on test patients.",
         "- Preprocessing (scaling, feature choice) is fitted inside each fold's pipeline; "

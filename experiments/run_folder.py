@@ -12,6 +12,8 @@ every path is spelled here and nowhere else::
       predictions/<model>__fold<k>.csv   test predictions (the mark of a finished fold)
       held_out/<model>__fold<k>.csv      held-out training-part predictions
       models/<model>__fold<k><suffix>    the trained model (suffix: its family's)
+      models/<cnn>__fold<k>__inner.weights.h5, <cnn>__fold<k>.training.json
+                                         a CNN's inner model and its training record
       metrics.csv, summary.csv           per fold; over folds with intervals
       comparison.md, comparison.tex, report.html, model_card.md, plots/
       serving/                           ONNX exports (``ichkit serve``, ``evaluate``, ``predict``)
@@ -118,12 +120,16 @@ class RunFolder:
     def held_out_path(self, model: str, fold: int) -> Path:
         return self.root / "held_out" / f"{model}__fold{fold}.csv"
 
-    def model_path(self, model: str, fold: int) -> Path:
+    def model_path(self, model: str, fold: int, part: str = "") -> Path:
         """The trained model, with its family's suffix (``.joblib``, ``.weights.h5``,
-        ``.keras``)."""
+        ``.keras``). ``part="inner"``: a CNN's inner model (trained without its validation
+        patients); ``part="training"``: the JSON record of how it was trained."""
         from ichkit.experiments.registry import family_of
 
-        return self.root / "models" / f"{model}__fold{fold}{family_of(model).suffix}"
+        if part == "training":
+            return self.root / "models" / f"{model}__fold{fold}.training.json"
+        suffix = family_of(model).suffix
+        return self.root / "models" / f"{model}__fold{fold}{f'__{part}' if part else ''}{suffix}"
 
     # --- reading and writing ----------------------------------------------------------
 

@@ -188,6 +188,12 @@ def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, p
     n_folds = len(folds)
     shown = [name for name in held_models
              if len(run.finished_folds(name).get(name, [])) == n_folds]  # fmt: skip
+    for name in shown:  # what each fold chose on its training part (budgets, members)
+        choices = [family_of(name).fold_choices(run, name, fold) for fold in range(n_folds)]
+        if any(choices):
+            notes[f"{name} choices"] = "; ".join(
+                f"fold {fold}: {choice}" for fold, choice in enumerate(choices) if choice
+            )
     added = [name for name in shown if name not in names]
     if added:
         notes["models from earlier runs in this folder"] = ", ".join(added)

@@ -18,8 +18,9 @@ def _png(pixels: np.ndarray) -> str:
 
 
 def _brain_window(image: np.ndarray) -> np.ndarray:
-    """The first channel of a model input (the brain window of the three-window stack)."""
-    return image[..., 0] if image.ndim == 3 else image
+    """The brain window of the slice itself in a model input: the first channel of its
+    three-window stack, the middle stack of a 2.5-D input (neighbours below and above)."""
+    return image[..., (image.shape[-1] // 3 // 2) * 3] if image.ndim == 3 else image
 
 
 def slice_png(image: np.ndarray) -> str:

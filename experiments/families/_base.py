@@ -136,6 +136,11 @@ class ModelFamily:
         """The CNN whose Grad-CAM explains ``name``, or None (it has none of its own)."""
         return None
 
+    def fold_choices(self, run, name: str, fold: int) -> str | None:
+        """What a fitted fold chose from its training part that a reader should know (a
+        CNN's budget, an ensemble's members), for the report's notes; None: nothing."""
+        return None
+
 
 def load_trusted_joblib(path: Path):
     """A joblib file of the run itself (a pickle: never one from an upload)."""

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ichkit.experiments.families._base import (
     FoldData,
@@ -19,7 +22,7 @@ from ichkit.experiments.families._base import (
     memoised,
 )
 
-__all__ = ["CnnFamily", "CnnFold"]
+__all__ = ["CnnFamily", "CnnFold", "FoldCnn"]
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +30,29 @@ log = logging.getLogger(__name__)
 _INPUT_CHUNK = 256
 
 
+@dataclass
+class FoldCnn:
+    """A fold's CNN and how it was made.
+
+    ``model`` is the fold's CNN, trained on every training patient for ``epochs``
+    passes; ``inner`` was trained first on ``inner_train``, without the ``validation``
+    patients, whose AUC after each epoch chose ``epochs`` and whose predictions choose
+    the thresholds (``inner`` never saw them).
+    """
+
+    model: object
+    inner: object
+    inner_path: Path
+    train: pd.Index
+    inner_train: pd.Index
+    validation: pd.Index
+    epochs: int
+
+
 class CnnFamily(ModelFamily):
     """A Keras head (``ichkit.deep.backbones.build_classifier`` around the registered
-    backbone), trained on the fold's training patients and early-stopped on some of them;
-    its weights are the saved model."""
+    backbone), trained by ``ichkit.deep.training``'s small-data recipe; its weights are
+    the saved model."""
 
     name = "cnn"
     suffix = ".weights.h5"
@@ -46,84 +68,152 @@ class CnnFamily(ModelFamily):
         return build_classifier(name, input_shape, backbone=backbone, **params)
 
     def fit_fold(self, name: str, data: FoldData, config: dict, run) -> FoldFit:
-        """Train the head; predict its validation patients (the held-out rows that choose
-        its thresholds) and the test slices (time per slice includes reading and
-        preparing them).
+        """Train the head (``fold_model``); predict the test slices with it (time per
+        slice includes reading and preparing them, and the flipped copy of test-time
+        augmentation).
 
-        Its held-out rows are its validation patients only. K-fold predictions for all
-        training patients would need K more CNNs, each trained on fewer patients: on the
-        CT-ICH copy (about 13 training patients a fold) such CNNs reached slice AUC
-        0.69-0.71 where the fold's CNN reached 0.92-0.96 on its validation patients, so
-        they would tell an ensemble little about the CNN it actually gets."""
-        model, _, validation = self.fold_model(name, data, config, run)
+        Its held-out rows are its validation patients, predicted by the inner CNN that
+        did not see them. K-fold predictions for all training patients would need K more
+        CNNs, each trained on fewer patients: on the CT-ICH copy (about 13 training
+        patients a fold) such CNNs reached slice AUC 0.69-0.71 where the fold's CNN
+        reached 0.92-0.96 on its validation patients, so they would tell an ensemble
+        little about the CNN it actually gets."""
+        cnn = self.fold_model(name, data, config, run)
         probability_validation = _sigmoid(
-            cached_slice_inputs(
-                model, run.model_path(name, data.fold), data.dataset, validation, config
-            )  # fmt: skip
-        )
+            cached_slice_inputs(cnn.inner, cnn.inner_path, data.dataset, cnn.validation, config)
+        )  # fmt: skip
         test = data.index(data.test)
         start = time.perf_counter()
-        probability = _sigmoid(slice_inputs(model, data.dataset, test, config))
+        probability = _sigmoid(slice_inputs(cnn.model, data.dataset, test, config))
         ms = (time.perf_counter() - start) * 1000 / len(test)
-        held_out = held_out_frame(validation, probability_validation, True)
+        held_out = held_out_frame(cnn.validation, probability_validation, True)
         return FoldFit(probability, ms, held_out)
 
-    def fold_model(self, name: str, data: FoldData, config: dict, run):
+    def fold_model(self, name: str, data: FoldData, config: dict, run) -> FoldCnn:
         """The fold's CNN, trained on training patients only (or loaded if this run
-        already trained it). Returns it with the data set rows it fitted and the training
-        patients it held out for early stopping."""
-        from ichkit import scans
+        already trained it).
 
+        First an inner CNN is trained on the training patients less a patient-grouped
+        validation part (``deep.validation_size``; the split's own validation patients
+        in a single split), over the recipe's whole budget, measuring the validation
+        AUC after every epoch. The candidate budget (``deep.budget_candidates``, as
+        fractions of ``deep.epochs``) with the best validation AUC is then the budget of
+        the refit on every training patient (``deep.refit: false`` keeps the inner CNN).
+        """
+        from ichkit import scans
+        from ichkit.deep.training import choose_epochs
+
+        settings = config["deep"]
         train, validation = data.index(data.train), data.index(data.validation)
         if validation is None:  # cross-validation: hold out some training patients
             inner = scans.patient_split(
                 data.groups[data.train], data.labels[data.train],
-                val_size=config["deep"]["validation_size"], test_size=0.0,
+                val_size=settings["validation_size"], test_size=0.0,
                 random_state=config["seed"],
             )  # fmt: skip
-            train, validation = train[inner.train], train[inner.validation]
-        weights = run.model_path(name, data.fold)
-        model = self._train(name, data.dataset, train, validation, config, weights)
-        return model, train, validation
+            inner_train, validation = train[inner.train], train[inner.validation]
+        else:
+            inner_train, train = train, train.append(validation)
+        fold, refit = data.fold, settings["refit"]
+        record_path = run.model_path(name, fold, "training")
+        inner_path = run.model_path(name, fold, "inner" if refit else "")
+        inner_model, aucs = self._train(
+            name, data.dataset, inner_train, validation, settings["epochs"], config,
+            inner_path, record_path, run,
+        )  # fmt: skip
+        if not refit:  # the inner CNN is the fold's CNN
+            return FoldCnn(inner_model, inner_model, inner_path, inner_train, inner_train,
+                           validation, settings["epochs"])  # fmt: skip
+        candidates = [max(1, round(f * settings["epochs"])) for f in settings["budget_candidates"]]
+        epochs = choose_epochs(aucs, candidates)
+        model, _ = self._train(name, data.dataset, train, None, epochs, config,
+                               run.model_path(name, fold), None, run)  # fmt: skip
+        record = json.loads(record_path.read_text())
+        if record.get("refit_epochs") != epochs:
+            run.write_json(record_path, {**record, "refit_epochs": epochs})
+        return FoldCnn(model, inner_model, inner_path, train, inner_train, validation, epochs)
 
-    def _train(self, name, dataset, train, validation, config, weights_path: Path):
-        """A head fitted on rows ``train``, early-stopped on ``validation``; loaded from
-        ``weights_path`` instead when that exists (a resumed run)."""
+    def _train(self, name, dataset, train, validation, epochs, config, weights_path: Path,
+               record_path: Path | None, run):  # fmt: skip
+        """A head fitted on rows ``train`` for ``epochs`` passes, with the validation AUC
+        of each epoch (written to ``record_path``); loaded from ``weights_path`` instead
+        when that exists (a resumed run)."""
         from ichkit import scans
         from ichkit.deep.data import SliceBatches
         from ichkit.deep.training import train_classifier
 
         settings = config["deep"]
-        shape = (settings["size"], settings["size"], 3)
-        if weights_path.is_file():
-            return self.build(name, shape, weights=weights_path)
+        shape = input_shape(config)
+        if weights_path.is_file() and (record_path is None or record_path.is_file()):
+            aucs = json.loads(record_path.read_text())["validation_auc"] if record_path else []
+            return self.build(name, shape, weights=weights_path), aucs
         batches = batch_settings(config)
         augment = scans.RandomAugment(**settings["augment"], random_state=config["seed"])
         training = SliceBatches(
             dataset, train, augment=augment, shuffle=True, seed=config["seed"], **batches
         )
         model = self.build(name, shape, weights=settings["weights"], seed=config["seed"])
-        train_classifier(
-            model, training, SliceBatches(dataset, validation, **batches),
-            epochs=settings["epochs"], learning_rate=settings["learning_rate"],
-            optimizer=settings["optimizer"], warmup_epochs=settings["warmup_epochs"],
-            patience=settings["patience"], checkpoint=weights_path, seed=config["seed"],
-            verbose=0,
+        aucs = train_classifier(
+            model, training,
+            SliceBatches(dataset, validation, **batches) if validation is not None else None,
+            recipe=training_recipe(settings, epochs), checkpoint=weights_path,
+            seed=config["seed"], verbose=0,
         )  # fmt: skip
-        return model
+        if record_path is not None:
+            run.write_json(record_path, {"validation_auc": aucs})
+        return model, aucs
 
     def load_fold(self, name: str, fold: int, context: ServingContext) -> CnnFold:
         return CnnFold(self, name, context.run.model_path(name, fold), context)
+
+    def fold_choices(self, run, name: str, fold: int) -> str | None:
+        """The budget the inner validation chose, with its curve's best AUC."""
+        path = run.model_path(name, fold, "training")
+        if not path.is_file():
+            return None
+        record = json.loads(path.read_text())
+        aucs = [auc for auc in record["validation_auc"] if auc == auc]  # not NaN
+        chosen = record.get("refit_epochs")
+        budget = f"refit for {chosen} epochs" if chosen else "no refit"
+        best = f"; validation AUC up to {max(aucs):.3f}" if aucs else ""
+        return f"{budget} ({len(record['validation_auc'])} on inner validation{best})"
 
     def heatmap_cnn(self, name, config, members=()):
         return name
 
 
+def training_recipe(settings: dict, epochs: int):
+    """The ``TrainingRecipe`` of a config's ``deep`` section, over ``epochs`` passes."""
+    from ichkit.deep.training import TrainingRecipe
+
+    return TrainingRecipe(
+        epochs, settings["learning_rate"], warmup_fraction=settings["warmup_fraction"],
+        optimizer=settings["optimizer"], mixup=settings["mixup"],
+    )  # fmt: skip
+
+
+#: The settings of run folders made before 2.5-D input and test-time flips existed.
+_EARLIER_RUNS = {"neighbors": 0, "flip_tta": False}
+
+
+def deep_settings(config: dict) -> dict:
+    """A run's ``deep`` section, with what earlier run folders trained with where it is
+    silent (so they still serve)."""
+    return {**_EARLIER_RUNS, **config["deep"]}
+
+
+def input_shape(config: dict) -> tuple[int, int, int]:
+    """A CNN's input: ``deep.size`` square, 3 channels per slice of the 2.5-D stack."""
+    settings = deep_settings(config)
+    return settings["size"], settings["size"], 3 * (2 * settings["neighbors"] + 1)
+
+
 def batch_settings(config: dict) -> dict:
-    settings = config["deep"]
+    settings = deep_settings(config)
     return {
         "size": settings["size"],
         "window": settings["window"],
+        "neighbors": settings["neighbors"],
         "batch_size": settings["batch_size"],
         "cache": settings["cache_slices"],
     }
@@ -134,15 +224,25 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def slice_inputs(cnn, dataset, rows, config, kind: str = "logits") -> np.ndarray:
-    """What the CNN makes of each slice: its logit (one column) or its pooled embedding."""
+    """What the CNN makes of each slice: its logit (one column) or its pooled embedding;
+    with ``deep.flip_tta``, averaged with what it makes of the mirrored slice."""
     from ichkit.deep.data import SliceBatches
     from ichkit.deep.sequence import embedding_model
+    from ichkit.deep.training import denormals_flushed
     from ichkit.ensemble import probability_logits
 
-    slices = SliceBatches(dataset, rows, **batch_settings(config))
+    views = [False, True] if deep_settings(config)["flip_tta"] else [False]
+    outputs = []
+    for flip in views:
+        slices = SliceBatches(dataset, rows, flip=flip, **batch_settings(config))
+        with denormals_flushed():
+            if kind == "embeddings":
+                outputs.append(embedding_model(cnn).predict(slices, verbose=0))
+            else:
+                outputs.append(cnn.predict(slices, verbose=0)[:, :1])
     if kind == "embeddings":
-        return embedding_model(cnn).predict(slices, verbose=0)
-    return probability_logits(cnn.predict(slices, verbose=0)[:, :1]).astype("float32")
+        return np.mean(outputs, axis=0).astype("float32")
+    return probability_logits(np.mean(outputs, axis=0)).astype("float32")
 
 
 def cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits") -> np.ndarray:
@@ -152,7 +252,11 @@ def cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits"
     from ichkit.features.store import FeatureStore, slice_digest
 
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    store = FeatureStore(weights.parent / "slice-inputs", f"{weights.name}:{digest}:{kind}")
+    settings = deep_settings(config)
+    store = FeatureStore(
+        weights.parent / "slice-inputs",
+        f"{weights.name}:{digest}:{kind}:n{settings['neighbors']}:tta{settings['flip_tta']}",
+    )
     table = dataset.table.loc[rows]
     parts = []
     for start in range(0, len(rows), _INPUT_CHUNK):
@@ -174,9 +278,11 @@ class CnnFold:
     gives a folder and the export works, Keras otherwise. ``keras`` is kept for Grad-CAM."""
 
     def __init__(self, family: CnnFamily, name: str, weights: Path, context: ServingContext):
-        settings = context.config["deep"]
+        settings = deep_settings(context.config)
         self.size, self.window = settings["size"], settings["window"]
-        self.keras = family.build(name, (self.size, self.size, 3), weights=weights)
+        self.neighbors, self.flip_tta = settings["neighbors"], settings["flip_tta"]
+        self.shape = input_shape(context.config)
+        self.keras = family.build(name, self.shape, weights=weights)
         self._lock = context.keras_lock
         self.onnx = None
         onnx_dir = context.onnx_folder()
@@ -199,35 +305,44 @@ class CnnFold:
         if not target.is_file():
             with tempfile.TemporaryDirectory(dir=folder) as scratch:
                 written = export_onnx(
-                    self.keras, Path(scratch) / target.name, input_shape=(self.size, self.size, 3)
+                    self.keras, Path(scratch) / target.name, input_shape=self.shape
                 )
                 written.replace(target)
         return OnnxClassifier(target, n_threads=n_threads)
 
     def images(self, slices, memo: dict) -> np.ndarray:
-        """The model inputs: (n, size, size, 3) in [0, 1], prepared as in training."""
+        """The model inputs: (n, size, size, channels) in [0, 1], prepared as in training
+        (``slices`` are one scan in order where the input is 2.5-D)."""
         from ichkit.deep.data import prepare_slices
 
-        key = ("images", self.size, self.window)
-        return memoised(
-            memo, key, lambda: prepare_slices(slices, size=self.size, window=self.window)
-        )
+        key = ("images", self.size, self.window, self.neighbors)
+        return memoised(memo, key, lambda: prepare_slices(
+            slices, size=self.size, window=self.window, neighbors=self.neighbors
+        ))  # fmt: skip
+
+    def _views(self, slices, memo: dict) -> list[np.ndarray]:
+        """The inputs as predicted: with test-time augmentation, also mirrored."""
+        images = self.images(slices, memo)
+        return [images, images[:, :, ::-1]] if self.flip_tta else [images]
 
     def probability(self, slices, memo: dict) -> np.ndarray:
-        def compute():
-            images = self.images(slices, memo)
+        def predict(images):
             if self.onnx is not None:
                 return self.onnx.predict_proba(images).astype(float)
             with self._lock:
                 return self.keras.predict(images, verbose=0)[:, 0].astype(float)
 
-        return memoised(memo, ("cnn", id(self)), compute)
+        return memoised(memo, ("cnn", id(self)), lambda: np.mean(
+            [predict(view) for view in self._views(slices, memo)], axis=0
+        ))  # fmt: skip
 
     def embeddings(self, slices, memo: dict) -> np.ndarray:
         from ichkit.deep.sequence import embedding_model
 
         def compute():
             with self._lock:
-                return embedding_model(self.keras).predict(self.images(slices, memo), verbose=0)
+                embed = embedding_model(self.keras)
+                views = self._views(slices, memo)
+                return np.mean([embed.predict(view, verbose=0) for view in views], axis=0)
 
         return memoised(memo, ("embeddings", id(self)), compute)

@@ -33,6 +33,11 @@ class EnsembleFamily(ModelFamily):
         """Fit the combiner on the training-part rows that every member predicted
         without having fitted them (their held-out files in ``run``).
 
+        With ``ensemble.select`` (the default), the members are first chosen on those
+        rows (``ichkit.ensemble.select_members``: the best member, then each addition
+        that improves the average's AUC), so an ensemble does not lose to its best
+        member by averaging in weak ones; the saved fold names the members kept.
+
         Stacking's held-out rows are patient-grouped out-of-fold predictions of the
         combiner on those rows; voting fits nothing, so its held-out rows are its
         predictions of the rows themselves."""
@@ -58,6 +63,12 @@ class EnsembleFamily(ModelFamily):
         table = data.dataset.table
         y = table.loc[held.index, "label"].astype(int).to_numpy()
         groups = table.loc[held.index, "patient_id"].to_numpy()
+        selection = "all kept (ensemble.select: false)"
+        if config["ensemble"]["select"]:
+            from ichkit.ensemble import select_members
+
+            names, selection = select_members(held, y)
+            held, test = held[names], test[names]
         combiner, stacked = self.build(name), name != "voting"
         if stacked and np.unique(y).size < 2:
             from ichkit.ensemble import SoftVoting
@@ -73,7 +84,7 @@ class EnsembleFamily(ModelFamily):
         combiner.fit(held.to_numpy(), y)
         path = run.model_path(name, fold)
         path.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump({"combiner": combiner, "members": names}, path)
+        joblib.dump({"combiner": combiner, "members": names, "selection": selection}, path)
         folds = grouped_folds(y, groups, config["tuning"]["inner_folds"], config["seed"])
         if stacked and folds is not None:
             held_probability = cross_val_predict(
@@ -95,6 +106,10 @@ class EnsembleFamily(ModelFamily):
     def members(self, run, name: str, fold: int) -> list[str]:
         """The members a saved fold combines, as its file lists them."""
         return list(load_trusted_joblib(run.model_path(name, fold))["members"])
+
+    def fold_choices(self, run, name: str, fold: int) -> str:
+        """How a saved fold's members were chosen (``select_members``' reason)."""
+        return load_trusted_joblib(run.model_path(name, fold)).get("selection", "all kept")
 
     def load_fold(self, name: str, fold: int, context: ServingContext) -> EnsembleFold:
         payload = load_trusted_joblib(context.run.model_path(name, fold))

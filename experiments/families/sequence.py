@@ -45,42 +45,50 @@ class SequenceFamily(ModelFamily):
         it did not fit, stop the training early and are its held-out rows (they choose
         its thresholds).
 
-        Training reads the CNN's outputs on the patients it was trained on. Out-of-fold
-        logits from CNNs trained on fewer patients were tried and dropped. On the
-        validation patients of two CT-ICH folds (never the test patients), those CNNs
-        were much weaker (slice AUC about 0.70 against 0.92-0.96) and LSTM/GRU trained on
-        their logits lost 0.03-0.15 AUC against the fold CNN, while LSTM/GRU trained on
-        the fold CNN's own logits gained 0.001-0.003; with the embeddings beside the
-        logit they lost 0.03-0.12 (the CNN's training slices are separable in its
-        embeddings).
+        The fold's CNN is refitted on every training patient
+        (``CnnFamily.fold_model``), so no training patient is out of its sample. The
+        sequence model therefore learns from the inner CNN, trained without the
+        validation patients: its view of the inner training patients to fit, of the
+        validation patients to stop early and to choose the thresholds. At test time it
+        reads the fold's CNN, as it does when served.
+
+        Training reads the inner CNN's outputs on the patients it was trained on.
+        Out-of-fold logits from CNNs trained on fewer patients were tried and dropped.
+        On the validation patients of two CT-ICH folds (never the test patients), those
+        CNNs were much weaker (slice AUC about 0.70 against 0.92-0.96) and LSTM/GRU
+        trained on their logits lost 0.03-0.15 AUC against the fold CNN, while LSTM/GRU
+        trained on the fold CNN's own logits gained 0.001-0.003; with the embeddings
+        beside the logit they lost 0.03-0.12 (the CNN's training slices are separable in
+        its embeddings).
         """
         from ichkit.deep.sequence import fit_sequence_model
 
         settings = config["sequence"]
         cnn_name, kind = settings["cnn"], settings["inputs"]
-        cnn, train, validation = CnnFamily().fold_model(cnn_name, data, config, run)
-        weights, dataset = run.model_path(cnn_name, data.fold), data.dataset
+        cnn = CnnFamily().fold_model(cnn_name, data, config, run)
+        dataset = data.dataset
         inputs = {
-            part: cached_slice_inputs(cnn, weights, dataset, rows, config, kind)
-            for part, rows in (("train", train), ("validation", validation))
+            part: cached_slice_inputs(cnn.inner, cnn.inner_path, dataset, rows, config, kind)
+            for part, rows in (("train", cnn.inner_train), ("validation", cnn.validation))
         }
         model = self.build(name, inputs["train"].shape[1], units=settings["units"],
                            residual=kind == "logits", seed=config["seed"])  # fmt: skip
         fit_sequence_model(
-            model, _scan_batch(dataset, train, inputs["train"]),
-            validation=_scan_batch(dataset, validation, inputs["validation"]),
+            model, _scan_batch(dataset, cnn.inner_train, inputs["train"]),
+            validation=_scan_batch(dataset, cnn.validation, inputs["validation"]),
             epochs=settings["epochs"], batch_size=settings["batch_size"],
             learning_rate=settings["learning_rate"], seed=config["seed"],
             patience=settings["patience"],
         )  # fmt: skip
-        probability_validation = _predict(model, dataset, validation, inputs["validation"])
+        probability_validation = _predict(model, dataset, cnn.validation, inputs["validation"])
 
         test = data.index(data.test)
         start = time.perf_counter()  # the CNN and the sequence model together
-        probability = _predict(model, dataset, test, slice_inputs(cnn, dataset, test, config, kind))
+        test_inputs = slice_inputs(cnn.model, dataset, test, config, kind)
+        probability = _predict(model, dataset, test, test_inputs)
         ms = (time.perf_counter() - start) * 1000 / len(test)
         model.save(run.model_path(name, data.fold))
-        held_out = held_out_frame(validation, probability_validation, True)
+        held_out = held_out_frame(cnn.validation, probability_validation, True)
         return FoldFit(probability, ms, held_out)
 
     def load_fold(self, name: str, fold: int, context: ServingContext) -> SequenceFold:

@@ -25,7 +25,7 @@ MODELS = ["logreg", "smallcnn", "lstm", "voting"]
 RUN_SETTINGS = {
     "features": {"families": ["intensity", "bands"], "size": 32},
     "models": MODELS,
-    "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
+    "deep": {"size": 32, "epochs": 2, "batch_size": 8},
     "sequence": {"units": 8, "epochs": 3},
     "tuning": {"inner_folds": 2},
     "bootstrap": 20,

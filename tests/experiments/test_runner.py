@@ -110,7 +110,7 @@ def test_cnn_heads_run_beside_classical_models(phantom, tmp_path, monkeypatch):
     settings = {
         "features": {"families": ["intensity"], "size": 32},
         "models": ["logreg", "smallcnn"],
-        "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
+        "deep": {"size": 32, "epochs": 2, "batch_size": 8},
         "n_jobs": 1,
     }
     path.write_text(yaml.safe_dump(settings))
@@ -118,7 +118,31 @@ def test_cnn_heads_run_beside_classical_models(phantom, tmp_path, monkeypatch):
     cnn = metrics[(metrics["model"] == "smallcnn") & (metrics["level"] == "slice")]
     assert len(cnn) == 2 and cnn["ms_per_slice"].gt(0).all()
     assert (cnn["tp"] + cnn["tn"] + cnn["fp"] + cnn["fn"]).sum() == 64
-    assert len(list((tmp_path / "run" / "models").glob("smallcnn__fold*.weights.h5"))) == 2
+    models = tmp_path / "run" / "models"
+    # Per fold: the inner CNN (chose the budget and the thresholds), the refit CNN and
+    # the record of its training.
+    assert len(list(models.glob("smallcnn__fold?.weights.h5"))) == 2
+    assert len(list(models.glob("smallcnn__fold?__inner.weights.h5"))) == 2
+    record = json.loads((models / "smallcnn__fold0.training.json").read_text())
+    assert len(record["validation_auc"]) == 2 and record["refit_epochs"] in (1, 2)
+    notes = json.loads((tmp_path / "run" / "notes.json").read_text())["models"]
+    assert "fold 1: refit for" in notes["smallcnn choices"]
+
+
+@pytest.mark.filterwarnings("ignore:patient_split could not stratify")
+def test_without_refit_the_inner_cnn_is_the_folds_cnn(phantom, tmp_path):
+    path = tmp_path / "inner.yaml"
+    settings = {"models": ["smallcnn"], "deep": {"size": 32, "epochs": 1, "batch_size": 8,
+                                                 "refit": False, "neighbors": 0}}  # fmt: skip
+    path.write_text(yaml.safe_dump(settings))
+    run_experiment(path, phantom, tmp_path / "run", cv=2, progress=False)
+    models = tmp_path / "run" / "models"
+    assert sorted(p.name for p in models.glob("*.weights.h5")) == [
+        "smallcnn__fold0.weights.h5",
+        "smallcnn__fold1.weights.h5",
+    ]
+    notes = json.loads((tmp_path / "run" / "notes.json").read_text())["models"]
+    assert "fold 0: no refit" in notes["smallcnn choices"]
 
 
 def test_unknown_deep_setting_fails_early(phantom, tmp_path):
@@ -134,7 +158,7 @@ def test_sequence_models_read_the_folds_cnn(phantom, tmp_path):
     path = tmp_path / "sequence.yaml"
     settings = {
         "models": ["smallcnn", "lstm", "gru", "stacking"],
-        "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
+        "deep": {"size": 32, "epochs": 2, "batch_size": 8},
         "sequence": {"cnn": "smallcnn", "units": 8, "epochs": 3},
         "bootstrap": 20,
         "n_jobs": 1,
@@ -239,6 +263,9 @@ def test_run_killed_mid_way_resumes_to_the_same_tables(phantom, config, tmp_path
     resumed = pd.read_csv(killed / "metrics.csv").drop(columns=timing)
     pd.testing.assert_frame_equal(resumed, pd.read_csv(tmp_path / "whole" / "metrics.csv").drop(
         columns=timing))  # fmt: skip
+    # The ensemble says, fold by fold, which members it kept and why.
+    kept = json.loads((killed / "notes.json").read_text())["models"]["voting choices"]
+    assert "fold 0: " in kept and "fold 1: " in kept and "kept" in kept
 
 
 @pytest.mark.filterwarnings("ignore:patient_split could not stratify")
@@ -246,7 +273,7 @@ def test_same_seed_gives_the_same_metrics_for_deep_models(phantom, tmp_path):
     path = tmp_path / "deep.yaml"
     settings = {
         "models": ["smallcnn", "gru"],
-        "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
+        "deep": {"size": 32, "epochs": 2, "batch_size": 8},
         "sequence": {"units": 4, "epochs": 2},
         "bootstrap": 20,
     }

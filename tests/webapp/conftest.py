@@ -18,7 +18,7 @@ os.environ["KERAS_BACKEND"] = "torch"
 RUN_SETTINGS = {
     "features": {"families": ["intensity", "bands"], "size": 32},
     "models": ["logreg", "smallcnn", "lstm", "voting"],
-    "deep": {"size": 32, "epochs": 2, "warmup_epochs": 1, "batch_size": 8},
+    "deep": {"size": 32, "epochs": 2, "batch_size": 8},
     "sequence": {"units": 8, "epochs": 3},
     "tuning": {"inner_folds": 2},
     "bootstrap": 20,

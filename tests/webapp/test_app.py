@@ -54,12 +54,15 @@ def test_png_slice_gets_verdict_probability_threshold_and_heatmap(client, hemorr
 
 def test_served_folds_reproduce_the_runs_own_predictions(served, phantom, run_dir):
     """Each fold's model, served (CNN through ONNX), gives the probability the run
-    recorded for its test slices."""
+    recorded for its test slices: a whole scan, in order, so that a 2.5-D CNN sees the
+    neighbours it saw in the run."""
     from ichkit import scans
 
     dataset = scans.load(phantom)
     for name in ("logreg", "smallcnn"):
-        recorded = pd.read_csv(run_dir / "predictions" / f"{name}__fold0.csv").head(4)
+        recorded = pd.read_csv(run_dir / "predictions" / f"{name}__fold0.csv")
+        scan = recorded[recorded["scan_id"] == recorded["scan_id"].iloc[0]]
+        recorded = scan.sort_values("slice_index")
         slices = [dataset.read(int(row)) for row in recorded["row"]]
         fold = served.load(name)[0]
         served_probability = fold.probability(slices, {})

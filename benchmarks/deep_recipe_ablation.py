@@ -1,0 +1,179 @@
+"""One switch of the small-CNN recipe at a time, on the folds of ``ichkit run --cv K``.
+
+A quick way to measure a choice before it goes into ``ichkit.deep``: slices are prepared
+once (window, crop to the head, resize) and kept in memory, the folds are the run's
+(``scans.grouped_kfold`` with the same seed), and each fold's CNN trains on all of its
+training slices with ``ichkit.deep.training``'s warm-up and cosine schedule, then
+predicts its test patients. It has no inner validation and no thresholds: it measures
+AUC only. Phantom pretraining (``--pretrain-phantom N``) first trains the CNN on N
+phantom scans rendered like the real input (half as the three-window stack, half as a
+grey export in a random brain window), never on the real data. Prints the fold AUCs,
+their mean, and the pooled AUC with a 95% bootstrap-over-patients interval.
+
+Run from the repository root, one at a time (each a few minutes on 2 cores)::
+
+    .venv/bin/python benchmarks/deep_recipe_ablation.py ../shared/data/ct-ich-dev --epochs 10
+    .venv/bin/python benchmarks/deep_recipe_ablation.py ../shared/data/ct-ich-dev --neighbors 0
+    .venv/bin/python benchmarks/deep_recipe_ablation.py ../shared/data/ct-ich-dev --brain-mask
+    .venv/bin/python benchmarks/deep_recipe_ablation.py ../shared/data/ct-ich-dev \\
+        --pretrain-phantom 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from ichkit import scans  # noqa: E402
+from ichkit.deep.backbones import build_classifier  # noqa: E402
+from ichkit.deep.data import neighbour_rows  # noqa: E402
+from ichkit.deep.training import (  # noqa: E402
+    TrainingRecipe,
+    balanced_class_weight,
+    denormals_flushed,
+)
+from ichkit.scans.transforms import NeighborSlices, RandomAugment, prepare_slice  # noqa: E402
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """Shuffled, augmented batches of an in-memory array."""
+
+    def __init__(self, images, labels, batch_size: int, seed: int):
+        super().__init__()
+        self.images, self.labels, self.batch_size = images, labels.astype(np.float32), batch_size
+        self.rng = np.random.default_rng(seed)
+        self.augment = RandomAugment(random_state=seed)
+        self.order = self.rng.permutation(len(labels))
+
+    def __len__(self):
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __getitem__(self, batch):
+        chosen = self.order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        return self.augment.augment_batch(self.images[chosen]), self.labels[chosen]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.labels))
+
+
+def brain_only(image):
+    """The slice with everything outside ``features.brain_mask`` set to its minimum
+    (skull, scalp and face gone, as the handcrafted features see it)."""
+    import dataclasses
+
+    from ichkit.features.brain import brain_mask
+    from ichkit.scans.windowing import to_hounsfield
+
+    mask = brain_mask(to_hounsfield(image))
+    pixels = np.where(mask, image.pixels, image.pixels.min()).astype(image.pixels.dtype)
+    return dataclasses.replace(image, pixels=pixels)
+
+
+def prepared(dataset, size: int, neighbors: int, mask: bool = False) -> np.ndarray:
+    """Every slice prepared as ``SliceBatches`` prepares it, neighbours included."""
+    table = dataset.table
+    read = (lambda i: brain_only(dataset.read(i))) if mask else dataset.read
+    slices = np.stack([prepare_slice(read(i), size=size, window="stack")
+                       for i in range(len(table))]).astype(np.float32)  # fmt: skip
+    if slices.ndim == 3:
+        slices = np.repeat(slices[..., None], 3, axis=-1)
+    position = {row: k for k, row in enumerate(table.index)}
+    stacks = neighbour_rows(table, table.index.to_numpy(), neighbors)
+    order = np.vectorize(position.get)(stacks)
+    return np.concatenate([slices[order[:, k]] for k in range(order.shape[1])], axis=-1)
+
+
+def phantom_weights(n_scans: int, size: int, neighbors: int, epochs: int, path: str) -> str:
+    """A small CNN trained on ``n_scans`` phantom scans (seeds 0..n-1), saved to ``path``."""
+    from ichkit.scans._slice import SliceImage
+    from ichkit.scans.phantom import make_phantom_scan
+
+    rng = np.random.default_rng(0)
+    images, labels = [], []
+    for seed in range(n_scans):
+        scan = make_phantom_scan(seed, n_slices=24, size=160)
+        window = "stack" if seed % 2 == 0 else (rng.uniform(30, 50), rng.uniform(80, 150))
+        stack = np.stack([
+            prepare_slice(SliceImage(plane.astype(np.float32), hounsfield=True), size=size,
+                          window=window)
+            for plane in scan.hu
+        ]).astype(np.float32)  # fmt: skip
+        if stack.ndim == 3:
+            stack = np.repeat(stack[..., None], 3, axis=-1)
+        images.append(NeighborSlices(neighbors)(stack) if neighbors else stack)
+        labels.append(np.asarray(scan.slice_labels, dtype=float))
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    model = build_classifier("smallcnn", images.shape[1:], seed=0)
+    batches = ArrayBatches(images, labels, 32, 0)
+    model.compile(TrainingRecipe(epochs).make_optimizer(epochs * len(batches)),
+                  "binary_crossentropy")  # fmt: skip
+    with denormals_flushed():
+        model.fit(batches, epochs=epochs, class_weight=balanced_class_weight(labels), verbose=2)
+    model.save_weights(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data")
+    parser.add_argument("--cv", type=int, default=5)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--neighbors", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--no-tta", action="store_true")
+    parser.add_argument("--brain-mask", action="store_true", help="blank all but the brain")
+    parser.add_argument("--pretrain-phantom", type=int, default=0, metavar="N_SCANS")
+    parser.add_argument("--pretrain-epochs", type=int, default=5)
+    args = parser.parse_args()
+
+    dataset = scans.load(args.data)
+    table = dataset.table[dataset.table["label"].notna()]
+    images = prepared(dataset, args.size, args.neighbors, args.brain_mask)[
+        [dataset.table.index.get_loc(row) for row in table.index]
+    ]
+    y, patients = table["label"].astype(int).to_numpy(), table["patient_id"].to_numpy()
+    weights = None
+    if args.pretrain_phantom:
+        weights = phantom_weights(
+            args.pretrain_phantom, args.size, args.neighbors, args.pretrain_epochs,
+            "phantom-pretrained.weights.h5",
+        )  # fmt: skip
+    aucs, pooled, start = [], np.zeros(len(y)), time.time()
+    for fold, (train, test) in enumerate(scans.grouped_kfold(patients, y, args.cv, random_state=0)):
+        model = build_classifier("smallcnn", images.shape[1:], seed=fold, weights=weights)
+        batches = ArrayBatches(images[train], y[train], 16, fold)
+        model.compile(TrainingRecipe(args.epochs).make_optimizer(args.epochs * len(batches)),
+                      "binary_crossentropy")  # fmt: skip
+        with denormals_flushed():
+            model.fit(batches, epochs=args.epochs,
+                      class_weight=balanced_class_weight(y[train]), verbose=0)  # fmt: skip
+        probability = model.predict(images[test], verbose=0)[:, 0]
+        if not args.no_tta:
+            mirrored = model.predict(images[test][:, :, ::-1], verbose=0)[:, 0]
+            probability = (probability + mirrored) / 2
+        pooled[test] = probability
+        aucs.append(roc_auc_score(y[test], probability))
+        print(f"fold {fold}: AUC {aucs[-1]:.3f} ({time.time() - start:.0f} s)", flush=True)
+    rng, unique, boots = np.random.default_rng(0), np.unique(patients), []
+    for _ in range(1000):
+        rows = np.concatenate(
+            [np.flatnonzero(patients == p) for p in rng.choice(unique, len(unique))]
+        )
+        if np.unique(y[rows]).size == 2:
+            boots.append(roc_auc_score(y[rows], pooled[rows]))
+    low, high = np.percentile(boots, [2.5, 97.5])
+    print(f"{vars(args)}\nfold mean {np.mean(aucs):.3f} (sd {np.std(aucs, ddof=1):.3f}); "
+          f"pooled {roc_auc_score(y, pooled):.3f} ({low:.3f}-{high:.3f}); n = {len(unique)} "
+          f"patients, {len(y)} slices, {y.sum()} positive")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -279,7 +279,7 @@ def _runnable_models(config: dict, dataset) -> tuple[list[str], list[str], dict[
             notes[name] = f"skipped: needs two or more members; this run has {members}"
         else:
             names.append(name)
-            notes.setdefault("ensemble members", ", ".join(members))
+            notes.setdefault("ensemble candidates", ", ".join(members))
     if not names:
         reasons = "; ".join(f"{name}: {reason}" for name, reason in notes.items())
         raise ValueError(f"None of the configured models can run on this data set ({reasons}).")

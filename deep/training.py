@@ -132,14 +132,6 @@ class TrainingRecipe:
             f"mixup={self.mixup})"
         )
 
-    def with_epochs(self, epochs: int) -> TrainingRecipe:
-        """The same recipe with another budget."""
-        return TrainingRecipe(
-            epochs, self.learning_rate, warmup_fraction=self.warmup_fraction,
-            optimizer=self.optimizer, weight_decay=self.weight_decay,
-            class_weight=self.class_weight, mixup=self.mixup,
-        )  # fmt: skip
-
     def make_optimizer(self, total_steps: int) -> keras.optimizers.Optimizer:
         schedule = cosine_schedule(
             self.learning_rate, total_steps, warmup_fraction=self.warmup_fraction

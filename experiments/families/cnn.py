@@ -34,19 +34,17 @@ _INPUT_CHUNK = 256
 class FoldCnn:
     """A fold's CNN and how it was made.
 
-    ``model`` is the fold's CNN, trained on every training patient for ``epochs``
-    passes; ``inner`` was trained first on ``inner_train``, without the ``validation``
-    patients, whose AUC after each epoch chose ``epochs`` and whose predictions choose
-    the thresholds (``inner`` never saw them).
+    ``model`` is the fold's CNN, trained on every training patient; ``inner`` (saved at
+    ``inner_path``) was trained first on ``inner_train``, without the ``validation``
+    patients, whose AUC after each epoch chose the refit's budget and whose predictions
+    choose the thresholds (``inner`` never saw them). Without a refit both are one CNN.
     """
 
     model: object
     inner: object
     inner_path: Path
-    train: pd.Index
     inner_train: pd.Index
     validation: pd.Index
-    epochs: int
 
 
 class CnnFamily(ModelFamily):
@@ -122,8 +120,7 @@ class CnnFamily(ModelFamily):
             inner_path, record_path, run,
         )  # fmt: skip
         if not refit:  # the inner CNN is the fold's CNN
-            return FoldCnn(inner_model, inner_model, inner_path, inner_train, inner_train,
-                           validation, settings["epochs"])  # fmt: skip
+            return FoldCnn(inner_model, inner_model, inner_path, inner_train, validation)
         candidates = [max(1, round(f * settings["epochs"])) for f in settings["budget_candidates"]]
         epochs = choose_epochs(aucs, candidates)
         model, _ = self._train(name, data.dataset, train, None, epochs, config,
@@ -131,7 +128,7 @@ class CnnFamily(ModelFamily):
         record = json.loads(record_path.read_text())
         if record.get("refit_epochs") != epochs:
             run.write_json(record_path, {**record, "refit_epochs": epochs})
-        return FoldCnn(model, inner_model, inner_path, train, inner_train, validation, epochs)
+        return FoldCnn(model, inner_model, inner_path, inner_train, validation)
 
     def _train(self, name, dataset, train, validation, epochs, config, weights_path: Path,
                record_path: Path | None, run):  # fmt: skip

@@ -95,6 +95,21 @@ def dicom_folder(dicom_series) -> Path:
 
 
 @pytest.fixture(scope="session")
+def series_zip_with_copy(tmp_path_factory, dicom_folder) -> Path:
+    """``dup.zip``: the DICOM series under ``series/``, its first file also as
+    ``series/copy.dcm`` (two slices at one position)."""
+    import zipfile
+
+    path = tmp_path_factory.mktemp("zips") / "dup.zip"
+    files = sorted(dicom_folder.iterdir())
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in files:
+            archive.write(file, f"series/{file.name}")
+        archive.write(files[0], "series/copy.dcm")
+    return path
+
+
+@pytest.fixture(scope="session")
 def nifti_volume(tmp_path_factory) -> Path:
     from ichkit.scans.phantom import write_phantom
 

@@ -155,7 +155,7 @@ def test_unknown_route_is_a_json_404_under_the_api(client):
     assert response.status_code == 404 and "error" in response.get_json()
 
 
-def _leaky_uploads(folder: Path, dicom_folder: Path) -> dict[str, Path]:
+def _leaky_uploads(folder: Path, dicom_folder: Path, duplicate: Path) -> dict[str, Path]:
     """Uploads whose messages used to name server paths or internal names."""
     import gzip
     import zipfile
@@ -168,22 +168,18 @@ def _leaky_uploads(folder: Path, dicom_folder: Path) -> dict[str, Path]:
     with zipfile.ZipFile(broken, "w") as archive:
         archive.writestr("series/cut.dcm", first[:400])
         archive.writestr("series/notes.txt", "no scan here")
-    duplicate = folder / "duplicate.zip"
-    files = sorted(dicom_folder.iterdir())
-    with zipfile.ZipFile(duplicate, "w") as archive:
-        for file in files:
-            archive.write(file, f"series/{file.name}")
-        archive.write(files[0], "series/copy.dcm")
     return {"text": text, "broken": broken, "duplicate": duplicate}
 
 
-def test_answers_never_hold_server_paths_or_internal_names(served, dicom_folder, tmp_path):
+def test_answers_never_hold_server_paths_or_internal_names(
+    served, dicom_folder, series_zip_with_copy, tmp_path
+):
     from ichkit.webapp import create_app
 
     server_folder = tmp_path / "server"
     server_folder.mkdir()
     client = create_app(served, upload_dir=server_folder).test_client()
-    uploads = _leaky_uploads(tmp_path / "client", dicom_folder)
+    uploads = _leaky_uploads(tmp_path / "client", dicom_folder, series_zip_with_copy)
     expected = {"text": (415, "text.nii.gz"), "broken": (422, "series/cut.dcm")}
     expected["duplicate"] = (200, "series/copy.dcm")
     for key, path in uploads.items():

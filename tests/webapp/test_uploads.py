@@ -287,17 +287,15 @@ def test_zip_without_a_readable_dicom_names_each_entry(dicom_folder, tmp_path):
     _assert_no_server_names(message, tmp_path)
 
 
-def test_duplicate_position_note_names_the_zip_entries(dicom_folder, tmp_path):
-    path = tmp_path / "dup.zip"
+def test_duplicate_position_note_names_the_zip_entries(
+    dicom_folder, series_zip_with_copy, tmp_path
+):
     files = sorted(dicom_folder.iterdir())
-    with zipfile.ZipFile(path, "w") as archive:
-        for file in files:
-            archive.write(file, f"series/{file.name}")
-        archive.write(files[0], "series/copy.dcm")
-    upload = _upload(path, tmp_path / "request")
+    upload = _upload(series_zip_with_copy, tmp_path / "request")
     note = next(note for note in upload.notes if "same position" in note)
     assert f"series/{files[0].name}" in note and "series/copy.dcm" in note and "'dup.zip'" in note
     _assert_no_server_names(note, tmp_path)
+    _assert_no_server_names(note, series_zip_with_copy.parent)
     assert "series/copy.dcm" in upload.names
 
 

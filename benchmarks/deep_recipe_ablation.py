@@ -5,9 +5,10 @@ once (window, crop to the head, resize) and kept in memory, the folds are the ru
 (``scans.grouped_kfold`` with the same seed), and each fold's CNN trains on all of its
 training slices with ``ichkit.deep.training``'s warm-up and cosine schedule, then
 predicts its test patients. It has no inner validation and no thresholds: it measures
-AUC only. Phantom pretraining (``--pretrain-phantom N``) first trains the CNN on N
-phantom scans rendered like the real input (half as the three-window stack, half as a
-grey export in a random brain window), never on the real data. Prints the fold AUCs,
+AUC only. ``--seeds N`` averages N CNNs a fold. Phantom pretraining
+(``--pretrain-phantom N``) first trains the CNN on N phantom scans rendered like the real
+input (half as the three-window stack, half as a grey export in a random brain window),
+never on the real data. Prints the fold AUCs,
 their mean, and the pooled AUC with a 95% bootstrap-over-patients interval.
 
 Run from the repository root, one at a time (each a few minutes on 2 cores)::
@@ -15,6 +16,7 @@ Run from the repository root, one at a time (each a few minutes on 2 cores)::
     .venv/bin/python benchmarks/deep_recipe_ablation.py ../shared/data/ct-ich-dev --epochs 10
     .venv/bin/python benchmarks/deep_recipe_ablation.py ../shared/data/ct-ich-dev --neighbors 0
     .venv/bin/python benchmarks/deep_recipe_ablation.py ../shared/data/ct-ich-dev --brain-mask
+    .venv/bin/python benchmarks/deep_recipe_ablation.py ../shared/data/ct-ich-dev --seeds 3
     .venv/bin/python benchmarks/deep_recipe_ablation.py ../shared/data/ct-ich-dev \\
         --pretrain-phantom 300
 """
@@ -39,7 +41,9 @@ from ichkit.deep.training import (  # noqa: E402
     TrainingRecipe,
     balanced_class_weight,
     denormals_flushed,
+    train_classifier,
 )
+from ichkit.experiments.statistics import bootstrap_ci  # noqa: E402
 from ichkit.scans.transforms import NeighborSlices, RandomAugment, prepare_slice  # noqa: E402
 
 
@@ -128,6 +132,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--neighbors", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=1, help="average this many CNNs a fold")
+    parser.add_argument("--mixup", type=float, default=0.0, help="mixup's Beta parameter")
     parser.add_argument("--no-tta", action="store_true")
     parser.add_argument("--brain-mask", action="store_true", help="blank all but the brain")
     parser.add_argument("--pretrain-phantom", type=int, default=0, metavar="N_SCANS")
@@ -146,33 +152,29 @@ def main() -> None:
             args.pretrain_phantom, args.size, args.neighbors, args.pretrain_epochs,
             "phantom-pretrained.weights.h5",
         )  # fmt: skip
+    recipe = TrainingRecipe(args.epochs, mixup=args.mixup)
     aucs, pooled, start = [], np.zeros(len(y)), time.time()
     for fold, (train, test) in enumerate(scans.grouped_kfold(patients, y, args.cv, random_state=0)):
-        model = build_classifier("smallcnn", images.shape[1:], seed=fold, weights=weights)
-        batches = ArrayBatches(images[train], y[train], 16, fold)
-        model.compile(TrainingRecipe(args.epochs).make_optimizer(args.epochs * len(batches)),
-                      "binary_crossentropy")  # fmt: skip
-        with denormals_flushed():
-            model.fit(batches, epochs=args.epochs,
-                      class_weight=balanced_class_weight(y[train]), verbose=0)  # fmt: skip
-        probability = model.predict(images[test], verbose=0)[:, 0]
-        if not args.no_tta:
-            mirrored = model.predict(images[test][:, :, ::-1], verbose=0)[:, 0]
-            probability = (probability + mirrored) / 2
+        probability = np.zeros(len(test))
+        for seed in range(args.seeds):  # the CNNs of several seeds, averaged
+            model = build_classifier("smallcnn", images.shape[1:], seed=fold + 1000 * seed,
+                                     weights=weights)  # fmt: skip
+            train_classifier(model, ArrayBatches(images[train], y[train], 16, fold + 1000 * seed),
+                             recipe=recipe, seed=fold + 1000 * seed, verbose=0)  # fmt: skip
+            with denormals_flushed():
+                views = [images[test]] if args.no_tta else [images[test], images[test][:, :, ::-1]]
+                probability += (
+                    np.mean([model.predict(view, verbose=0)[:, 0] for view in views], axis=0)
+                    / args.seeds
+                )
         pooled[test] = probability
         aucs.append(roc_auc_score(y[test], probability))
         print(f"fold {fold}: AUC {aucs[-1]:.3f} ({time.time() - start:.0f} s)", flush=True)
-    rng, unique, boots = np.random.default_rng(0), np.unique(patients), []
-    for _ in range(1000):
-        rows = np.concatenate(
-            [np.flatnonzero(patients == p) for p in rng.choice(unique, len(unique))]
-        )
-        if np.unique(y[rows]).size == 2:
-            boots.append(roc_auc_score(y[rows], pooled[rows]))
-    low, high = np.percentile(boots, [2.5, 97.5])
+    low, high = bootstrap_ci(y, pooled, patients, roc_auc_score, random_state=0)
     print(f"{vars(args)}\nfold mean {np.mean(aucs):.3f} (sd {np.std(aucs, ddof=1):.3f}); "
-          f"pooled {roc_auc_score(y, pooled):.3f} ({low:.3f}-{high:.3f}); n = {len(unique)} "
-          f"patients, {len(y)} slices, {y.sum()} positive")  # fmt: skip
+          f"pooled {roc_auc_score(y, pooled):.3f} ({low:.3f}-{high:.3f}); "
+          f"n = {len(np.unique(patients))} patients, {len(y)} slices, {y.sum()} positive; "
+          f"{time.time() - start:.0f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

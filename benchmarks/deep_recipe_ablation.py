@@ -8,8 +8,8 @@ predicts its test patients. It has no inner validation and no thresholds: it mea
 AUC only. ``--seeds N`` averages N CNNs a fold. Phantom pretraining
 (``--pretrain-phantom N``) first trains the CNN on N phantom scans rendered like the real
 input (half as the three-window stack, half as a grey export in a random brain window),
-never on the real data. Prints the fold AUCs,
-their mean, and the pooled AUC with a 95% bootstrap-over-patients interval.
+never on the real data. Prints the fold AUCs, their mean, and the pooled AUC with a 95%
+bootstrap-over-patients interval.
 
 Run from the repository root, one at a time (each a few minutes on 2 cores)::
 
@@ -81,6 +81,11 @@ def five_block_cnn(inputs, weights):
         if block < 5:
             x = layers.MaxPooling2D()(x)
     return x
+
+
+def auc_or_nan(truth, probability) -> float:
+    """ROC AUC, NaN on one class (a bootstrap resample that ``bootstrap_ci`` skips)."""
+    return roc_auc_score(truth, probability) if np.unique(truth).size == 2 else np.nan
 
 
 def brain_only(image):
@@ -188,7 +193,7 @@ def main() -> None:
         pooled[test] = probability
         aucs.append(roc_auc_score(y[test], probability))
         print(f"fold {fold}: AUC {aucs[-1]:.3f} ({time.time() - start:.0f} s)", flush=True)
-    low, high = bootstrap_ci(y, pooled, patients, roc_auc_score, random_state=0)
+    low, high = bootstrap_ci(y, pooled, patients, auc_or_nan, random_state=0)
     print(f"{vars(args)}\nfold mean {np.mean(aucs):.3f} (sd {np.std(aucs, ddof=1):.3f}); "
           f"pooled {roc_auc_score(y, pooled):.3f} ({low:.3f}-{high:.3f}); "
           f"n = {len(np.unique(patients))} patients, {len(y)} slices, {y.sum()} positive; "

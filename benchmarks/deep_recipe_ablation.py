@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from ichkit import scans  # noqa: E402
 from ichkit.deep.backbones import build_classifier  # noqa: E402
-from ichkit.deep.data import neighbour_rows  # noqa: E402
+from ichkit.deep.data import neighbour_rows, prepare_slices  # noqa: E402
 from ichkit.deep.training import (  # noqa: E402
     TrainingRecipe,
     balanced_class_weight,
@@ -44,7 +44,7 @@ from ichkit.deep.training import (  # noqa: E402
     train_classifier,
 )
 from ichkit.experiments.statistics import bootstrap_ci  # noqa: E402
-from ichkit.scans.transforms import NeighborSlices, RandomAugment, prepare_slice  # noqa: E402
+from ichkit.scans.transforms import RandomAugment  # noqa: E402
 
 
 class ArrayBatches(keras.utils.PyDataset):
@@ -105,10 +105,8 @@ def prepared(dataset, size: int, neighbors: int, mask: bool = False) -> np.ndarr
     """Every slice prepared as ``SliceBatches`` prepares it, neighbours included."""
     table = dataset.table
     read = (lambda i: brain_only(dataset.read(i))) if mask else dataset.read
-    slices = np.stack([prepare_slice(read(i), size=size, window="stack")
-                       for i in range(len(table))]).astype(np.float32)  # fmt: skip
-    if slices.ndim == 3:
-        slices = np.repeat(slices[..., None], 3, axis=-1)
+    # one slice at a time, so that the raw slices are never all in memory together
+    slices = np.concatenate([prepare_slices([read(i)], size=size) for i in range(len(table))])
     position = {row: k for k, row in enumerate(table.index)}
     stacks = neighbour_rows(table, table.index.to_numpy(), neighbors)
     order = np.vectorize(position.get)(stacks)
@@ -125,14 +123,8 @@ def phantom_weights(n_scans: int, size: int, neighbors: int, epochs: int, path: 
     for seed in range(n_scans):
         scan = make_phantom_scan(seed, n_slices=24, size=160)
         window = "stack" if seed % 2 == 0 else (rng.uniform(30, 50), rng.uniform(80, 150))
-        stack = np.stack([
-            prepare_slice(SliceImage(plane.astype(np.float32), hounsfield=True), size=size,
-                          window=window)
-            for plane in scan.hu
-        ]).astype(np.float32)  # fmt: skip
-        if stack.ndim == 3:
-            stack = np.repeat(stack[..., None], 3, axis=-1)
-        images.append(NeighborSlices(neighbors)(stack) if neighbors else stack)
+        planes = [SliceImage(plane.astype(np.float32), hounsfield=True) for plane in scan.hu]
+        images.append(prepare_slices(planes, size=size, window=window, neighbors=neighbors))
         labels.append(np.asarray(scan.slice_labels, dtype=float))
     images, labels = np.concatenate(images), np.concatenate(labels)
     model = build_classifier("smallcnn", images.shape[1:], seed=0)

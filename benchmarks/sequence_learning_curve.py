@@ -32,6 +32,7 @@ from deep_recipe_ablation import ArrayBatches  # noqa: E402 - the sibling benchm
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from ichkit.deep.backbones import build_classifier  # noqa: E402
+from ichkit.deep.data import prepare_slices  # noqa: E402
 from ichkit.deep.sequence import (  # noqa: E402
     build_sequence_model,
     fit_sequence_model,
@@ -43,22 +44,17 @@ from ichkit.deep.training import TrainingRecipe, denormals_flushed, train_classi
 from ichkit.ensemble import probability_logits  # noqa: E402
 from ichkit.scans._slice import SliceImage  # noqa: E402
 from ichkit.scans.phantom import make_phantom_scans  # noqa: E402
-from ichkit.scans.transforms import NeighborSlices, prepare_slice  # noqa: E402
 
 
 def phantom_slices(n_scans: int, seed: int, size: int, neighbors: int):
     """Prepared slices (three-window stacks, 2.5-D), labels, scan ids and slice order."""
     images, labels, scan_ids, order = [], [], [], []
     for scan_id, scan in enumerate(make_phantom_scans(n_scans, seed=seed)):
-        stack = np.stack([
-            prepare_slice(SliceImage(plane.astype(np.float32), hounsfield=True), size=size,
-                          window="stack")
-            for plane in scan.hu
-        ]).astype(np.float32)  # fmt: skip
-        images.append(NeighborSlices(neighbors)(stack) if neighbors else stack)
+        planes = [SliceImage(plane.astype(np.float32), hounsfield=True) for plane in scan.hu]
+        images.append(prepare_slices(planes, size=size, neighbors=neighbors))
         labels.append(scan.slice_labels)
-        scan_ids.append(np.full(len(stack), scan_id))
-        order.append(np.arange(len(stack)))
+        scan_ids.append(np.full(len(planes), scan_id))
+        order.append(np.arange(len(planes)))
     return tuple(np.concatenate(part) for part in (images, labels, scan_ids, order))
 
 

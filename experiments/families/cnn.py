@@ -228,18 +228,20 @@ def slice_inputs(cnn, dataset, rows, config, kind: str = "logits") -> np.ndarray
     from ichkit.deep.training import denormals_flushed
     from ichkit.ensemble import probability_logits
 
-    views = [False, True] if deep_settings(config)["flip_tta"] else [False]
+    flip_tta = deep_settings(config)["flip_tta"]
+    model = embedding_model(cnn) if kind == "embeddings" else cnn
+    slices = SliceBatches(dataset, rows, **batch_settings(config))
     outputs = []
-    for flip in views:
-        slices = SliceBatches(dataset, rows, flip=flip, **batch_settings(config))
-        with denormals_flushed():
-            if kind == "embeddings":
-                outputs.append(embedding_model(cnn).predict(slices, verbose=0))
-            else:
-                outputs.append(cnn.predict(slices, verbose=0)[:, :1])
+    with denormals_flushed():
+        # Each batch is read and prepared once, and predicted as it is and mirrored.
+        for batch in range(len(slices)):
+            images = slices[batch][0]
+            views = [images, images[:, :, ::-1]] if flip_tta else [images]
+            outputs.append(np.mean([model.predict(view, verbose=0) for view in views], axis=0))
+    outputs = np.concatenate(outputs)
     if kind == "embeddings":
-        return np.mean(outputs, axis=0).astype("float32")
-    return probability_logits(np.mean(outputs, axis=0)).astype("float32")
+        return outputs.astype("float32")
+    return probability_logits(outputs[:, :1]).astype("float32")
 
 
 def cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits") -> np.ndarray:

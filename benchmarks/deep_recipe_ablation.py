@@ -8,8 +8,10 @@ predicts its test patients. It has no inner validation and no thresholds: it mea
 AUC only. ``--seeds N`` averages N CNNs a fold. Phantom pretraining
 (``--pretrain-phantom N``) first trains the CNN on N phantom scans rendered like the real
 input (half as the three-window stack, half as a grey export in a random brain window),
-never on the real data. Prints the fold AUCs, their mean, and the pooled AUC with a 95%
-bootstrap-over-patients interval.
+never on the real data. Self-supervised pretraining (``--pretrain-contrastive EPOCHS``)
+first trains each fold's CNN with ``ichkit.deep.pretraining.pretrain_contrastive`` on
+that fold's training slices only (no labels, no test slices). Prints the fold AUCs,
+their mean, and the pooled AUC with a 95% bootstrap-over-patients interval.
 
 Run from the repository root, one at a time (each a few minutes on 2 cores)::
 
@@ -37,6 +39,7 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from ichkit import scans  # noqa: E402
 from ichkit.deep.backbones import build_classifier  # noqa: E402
 from ichkit.deep.data import neighbour_rows, prepare_slices  # noqa: E402
+from ichkit.deep.pretraining import pretrain_contrastive  # noqa: E402
 from ichkit.deep.training import (  # noqa: E402
     TrainingRecipe,
     balanced_class_weight,
@@ -50,11 +53,11 @@ from ichkit.scans.transforms import RandomAugment  # noqa: E402
 class ArrayBatches(keras.utils.PyDataset):
     """Shuffled, augmented batches of an in-memory array."""
 
-    def __init__(self, images, labels, batch_size: int, seed: int):
+    def __init__(self, images, labels, batch_size: int, seed: int, augment: bool = True):
         super().__init__()
         self.images, self.labels, self.batch_size = images, labels.astype(np.float32), batch_size
         self.rng = np.random.default_rng(seed)
-        self.augment = RandomAugment(random_state=seed)
+        self.augment = RandomAugment(random_state=seed) if augment else None
         self.order = self.rng.permutation(len(labels))
 
     def __len__(self):
@@ -62,7 +65,8 @@ class ArrayBatches(keras.utils.PyDataset):
 
     def __getitem__(self, batch):
         chosen = self.order[batch * self.batch_size : (batch + 1) * self.batch_size]
-        return self.augment.augment_batch(self.images[chosen]), self.labels[chosen]
+        images = self.images[chosen]
+        return (self.augment.augment_batch(images) if self.augment else images), self.labels[chosen]
 
     def on_epoch_end(self):
         self.order = self.rng.permutation(len(self.labels))
@@ -151,6 +155,8 @@ def main() -> None:
     parser.add_argument("--brain-mask", action="store_true", help="blank all but the brain")
     parser.add_argument("--pretrain-phantom", type=int, default=0, metavar="N_SCANS")
     parser.add_argument("--pretrain-epochs", type=int, default=5)
+    parser.add_argument("--pretrain-contrastive", type=int, default=0, metavar="EPOCHS",
+                        help="SimCLR on each fold's training slices first")  # fmt: skip
     args = parser.parse_args()
 
     dataset = scans.load(args.data)
@@ -174,6 +180,10 @@ def main() -> None:
                 "smallcnn", images.shape[1:], seed=fold + 1000 * seed, weights=weights,
                 backbone=five_block_cnn if args.five_blocks else None,
             )  # fmt: skip
+            if args.pretrain_contrastive:  # the fold's training slices only, unlabelled
+                unlabelled = ArrayBatches(images[train], y[train], 32, fold, augment=False)
+                pretrain_contrastive(model, unlabelled, epochs=args.pretrain_contrastive,
+                                     seed=fold + 1000 * seed)  # fmt: skip
             train_classifier(model, ArrayBatches(images[train], y[train], 16, fold + 1000 * seed),
                              recipe=recipe, seed=fold + 1000 * seed, verbose=0)  # fmt: skip
             with denormals_flushed():

@@ -26,6 +26,7 @@ __all__ = [
     "choose_epochs",
     "cosine_schedule",
     "denormals_flushed",
+    "save_weights_atomically",
     "train_classifier",
 ]
 
@@ -219,7 +220,7 @@ def train_classifier(
             callbacks=[tracker] if tracker else [], verbose=verbose,
         )  # fmt: skip
     if checkpoint is not None:
-        _save_weights_atomically(model, Path(checkpoint))
+        save_weights_atomically(model, Path(checkpoint))
     return tracker.aucs if tracker else []
 
 
@@ -264,7 +265,7 @@ class _Mixup(keras.utils.PyDataset):
         self.batches.on_epoch_end()
 
 
-def _save_weights_atomically(model: keras.Model, path: Path) -> None:
+def save_weights_atomically(model: keras.Model, path: Path) -> None:
     """The finished model's weights, written whole or not at all: a resumed run treats
     an existing file as a finished training, so it must never hold a half-trained or
     half-written model (hence not ``ModelCheckpoint``, which writes during training)."""

@@ -39,6 +39,8 @@ DEFAULT_CONFIG = {
         "window": "stack",  # brain/subdural/bone channels, or one window repeated
         "neighbors": 1,  # 2.5-D: slices on each side as channels (ordered scans); 0: one slice
         "weights": None,  # None (from scratch), "imagenet" or a weights file
+        "pretrain": None,  # "contrastive": SimCLR on each fold's training slices first
+        "pretrain_epochs": 20,  # passes of that pretraining
         "optimizer": "adam",
         "learning_rate": 1e-3,  # the peak, after warm-up; cosine decay to 0
         "warmup_fraction": 0.1,
@@ -169,6 +171,14 @@ def _check_deep(settings: dict) -> None:
     candidates = settings["budget_candidates"]
     if not candidates or not all(isinstance(c, int | float) and 0 < c <= 1 for c in candidates):
         problems.append(f"deep.budget_candidates must be fractions in (0, 1]; got {candidates!r}")
+    if settings["pretrain"] not in (None, "contrastive"):
+        problems.append(
+            f"deep.pretrain must be null or 'contrastive'; got {settings['pretrain']!r}"
+        )
+    if not isinstance(settings["pretrain_epochs"], int) or settings["pretrain_epochs"] < 1:
+        problems.append(
+            f"deep.pretrain_epochs must be an int >= 1; got {settings['pretrain_epochs']!r}"
+        )
     if settings["neighbors"] and settings["weights"] == "imagenet":
         problems.append("deep.weights 'imagenet' takes one slice (3 channels): set neighbors 0")
     if problems:

@@ -197,7 +197,9 @@ def _safeguards(config: Mapping, inspection: Mapping | None) -> list[str]:
         "training patients, or validation patients), never on test patients.",
         "- Preprocessing (scaling, feature choice) is fitted inside each fold's pipeline; "
         "no weights pretrained on outside data unless the config names them "
-        f"(deep.weights: {(config.get('deep') or {}).get('weights')}).",
+        f"(deep.weights: {(config.get('deep') or {}).get('weights')}); self-supervised "
+        "pretraining (deep.pretrain: "
+        f"{(config.get('deep') or {}).get('pretrain')}) sees training-part slices only.",
     ]
 
 

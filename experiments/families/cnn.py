@@ -113,28 +113,54 @@ class CnnFamily(ModelFamily):
         else:
             inner_train, train = train, train.append(validation)
         fold, refit = data.fold, settings["refit"]
+        start = settings["weights"]
+        if settings["pretrain"]:  # the training part's slices only: never a test patient's
+            start = self._pretrained(name, data.dataset, train, config,
+                                     run.model_path(name, fold, "pretrained"))  # fmt: skip
         record_path = run.model_path(name, fold, "training")
         inner_path = run.model_path(name, fold, "inner" if refit else "")
         inner_model, aucs = self._train(
             name, data.dataset, inner_train, validation, settings["epochs"], config,
-            inner_path, record_path, run,
+            inner_path, record_path, run, start,
         )  # fmt: skip
         if not refit:  # the inner CNN is the fold's CNN
             return FoldCnn(inner_model, inner_model, inner_path, inner_train, validation)
         candidates = [max(1, round(f * settings["epochs"])) for f in settings["budget_candidates"]]
         epochs = choose_epochs(aucs, candidates)
         model, _ = self._train(name, data.dataset, train, None, epochs, config,
-                               run.model_path(name, fold), None, run)  # fmt: skip
+                               run.model_path(name, fold), None, run, start)  # fmt: skip
         record = json.loads(record_path.read_text())
         if record.get("refit_epochs") != epochs:
             run.write_json(record_path, {**record, "refit_epochs": epochs})
         return FoldCnn(model, inner_model, inner_path, inner_train, validation)
 
+    def _pretrained(self, name, dataset, rows, config, weights_path: Path) -> Path:
+        """The head pretrained self-supervised (``deep.pretrain``) on the slices of
+        ``rows``, saved at ``weights_path`` (kept from an earlier, resumed run)."""
+        from ichkit.deep.data import SliceBatches
+        from ichkit.deep.pretraining import pretrain_contrastive
+        from ichkit.deep.training import save_weights_atomically
+
+        settings = config["deep"]
+        if weights_path.is_file():
+            return weights_path
+        model = self.build(name, input_shape(config), weights=settings["weights"],
+                           seed=config["seed"])  # fmt: skip
+        slices = SliceBatches(dataset, rows, shuffle=True, seed=config["seed"],
+                              **batch_settings(config))  # fmt: skip
+        pretrain_contrastive(
+            model, slices, epochs=settings["pretrain_epochs"],
+            learning_rate=settings["learning_rate"], seed=config["seed"],
+        )  # fmt: skip
+        save_weights_atomically(model, weights_path)
+        return weights_path
+
     def _train(self, name, dataset, train, validation, epochs, config, weights_path: Path,
-               record_path: Path | None, run):  # fmt: skip
-        """A head fitted on rows ``train`` for ``epochs`` passes, with the validation AUC
-        of each epoch (written to ``record_path``); loaded from ``weights_path`` instead
-        when that exists (a resumed run)."""
+               record_path: Path | None, run, start=None):  # fmt: skip
+        """A head fitted on rows ``train`` for ``epochs`` passes from the weights
+        ``start`` (None: from scratch), with the validation AUC of each epoch (written to
+        ``record_path``); loaded from ``weights_path`` instead when that exists (a
+        resumed run)."""
         from ichkit import scans
         from ichkit.deep.data import SliceBatches
         from ichkit.deep.training import train_classifier
@@ -149,7 +175,7 @@ class CnnFamily(ModelFamily):
         training = SliceBatches(
             dataset, train, augment=augment, shuffle=True, seed=config["seed"], **batches
         )
-        model = self.build(name, shape, weights=settings["weights"], seed=config["seed"])
+        model = self.build(name, shape, weights=start, seed=config["seed"])
         aucs = train_classifier(
             model, training,
             SliceBatches(dataset, validation, **batches) if validation is not None else None,

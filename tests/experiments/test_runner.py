@@ -145,6 +145,43 @@ def test_without_refit_the_inner_cnn_is_the_folds_cnn(phantom, tmp_path):
     assert "fold 0: no refit" in notes["smallcnn choices"]
 
 
+@pytest.mark.filterwarnings("ignore:patient_split could not stratify")
+def test_self_supervised_pretraining_never_sees_a_test_patient(phantom, tmp_path, monkeypatch):
+    import ichkit.deep.pretraining
+
+    seen = []  # (the patients of each pretraining, in fold order)
+    pretrain = ichkit.deep.pretraining.pretrain_contrastive
+
+    def recording(model, slices, **kwargs):
+        seen.append(set(slices.dataset.table.loc[slices.indices, "patient_id"]))
+        return pretrain(model, slices, **kwargs)
+
+    monkeypatch.setattr(ichkit.deep.pretraining, "pretrain_contrastive", recording)
+    path = tmp_path / "ssl.yaml"
+    settings = {"models": ["smallcnn"], "n_jobs": 1, "bootstrap": 20,
+                "deep": {"size": 32, "epochs": 1, "batch_size": 8, "neighbors": 0,
+                         "pretrain": "contrastive", "pretrain_epochs": 1}}  # fmt: skip
+    path.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "run"
+    run_experiment(path, phantom, out, cv=2, progress=False)
+    assert len(seen) == 2  # one pretraining a fold, shared by its inner and refit CNNs
+    for fold, patients in enumerate(seen):
+        test = set(pd.read_csv(out / "predictions" / f"smallcnn__fold{fold}.csv")["patient_id"])
+        assert patients and not patients & test
+        assert len(patients | test) == 8  # every other patient: the whole training part
+        assert (out / "models" / f"smallcnn__fold{fold}__pretrained.weights.h5").is_file()
+    run_experiment(path, phantom, out, cv=2, progress=False)  # resumed: nothing retrained
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize("bad", [{"pretrain": "simclr"}, {"pretrain_epochs": 0}])
+def test_a_wrong_pretraining_setting_fails_early(phantom, tmp_path, bad):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"deep": bad}))
+    with pytest.raises(ValueError, match="deep.pretrain"):
+        run_experiment(path, phantom, tmp_path / "run")
+
+
 def test_unknown_deep_setting_fails_early(phantom, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"deep": {"epoch": 3}}))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.dummy import DummyClassifier
 from sklearn.metrics import roc_curve
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
@@ -31,15 +32,19 @@ __all__ = [
 class FittedModel:
     """A tuned, refitted model and the threshold chosen for it on validation data."""
 
-    estimator: Pipeline
+    estimator: Pipeline | DummyClassifier
     threshold: float
     best_params: dict = field(default_factory=dict)
     search_auc: float = float("nan")
     out_of_fold: np.ndarray | None = None  # chosen parameters, training rows' held-out folds
 
     def predict_proba(self, X) -> np.ndarray:
-        """Probability of hemorrhage per row."""
-        return self.estimator.predict_proba(X)[:, 1]
+        """Probability of hemorrhage per row (of the positive class, 0 or 1 for a model
+        fitted on one class)."""
+        classes = list(self.estimator.classes_)
+        if 1 not in classes:
+            return np.zeros(len(X))
+        return self.estimator.predict_proba(X)[:, classes.index(1)]
 
     def predict(self, X) -> np.ndarray:
         """0/1 at the chosen threshold."""
@@ -121,6 +126,10 @@ def fit_tuned(
         Parallel fits of the search.
     """
     y, groups = np.asarray(y).astype(int), np.asarray(groups)  # X may be a DataFrame
+    if np.unique(y).size < 2:
+        # One class (a rare subtype none of these patients has): nothing to learn. The
+        # class's share, as scikit-learn's DummyClassifier gives it; no out-of-fold rows.
+        return FittedModel(DummyClassifier(strategy="prior").fit(X, y), 0.5)
     folds = grouped_folds(y, groups, inner_folds, random_state)
     estimator = balance_classes(clone(estimator), y)
     if folds is None or not param_grid:

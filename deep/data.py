@@ -4,6 +4,7 @@ slices (2.5-D), augment on the fly."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -92,6 +93,9 @@ class SliceBatches(keras.utils.PyDataset):
         Keep prepared slices (before augmentation) in memory after their first read:
         later epochs skip decoding and preparing. For data sets that fit in memory
         (605 slices at 128 px take 120 MB); off, memory holds one batch.
+    label_columns : sequence of str, default=("label",)
+        The table's label columns served: one gives labels of shape (n,), several
+        (any hemorrhage and subtypes) labels of shape (n, n_columns).
     **kwargs
         ``workers``, ``use_multiprocessing``, ``max_queue_size`` of PyDataset.
     """
@@ -110,6 +114,7 @@ class SliceBatches(keras.utils.PyDataset):
         shuffle: bool = False,
         seed: int = 0,
         cache: bool = False,
+        label_columns: Sequence[str] = ("label",),
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -118,7 +123,9 @@ class SliceBatches(keras.utils.PyDataset):
         self.batch_size, self.augment, self.shuffle = batch_size, augment, shuffle
         self.neighbors, self.flip = neighbors, flip
         self._stacks = neighbour_rows(dataset.table, self.indices, neighbors)
-        self.labels = dataset.table["label"].to_numpy(dtype=float, na_value=np.nan)[self.indices]
+        columns = list(label_columns)
+        labels = dataset.table[columns].to_numpy(dtype=float, na_value=np.nan)[self.indices]
+        self.labels = labels[:, 0] if len(columns) == 1 else labels
         self._prepared: dict[int, np.ndarray] | None = {} if cache else None
         self._rng = np.random.default_rng(seed)
         self._order = np.arange(len(self.indices))

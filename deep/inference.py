@@ -151,5 +151,12 @@ class OnnxClassifier:
                 f"({shown}) for '{self.path}'. Got {images.shape}. Resize the slices to the "
                 "exported input size; add a batch axis to one image: images[np.newaxis]."
             )
+        return self.predict_outputs(images)[:, 0]
+
+    def predict_outputs(self, images: np.ndarray) -> np.ndarray:
+        """Every output column for each image: (n, n_outputs) float32 probabilities (any
+        hemorrhage, then the subtypes where the model was trained on them). ``images``
+        as for ``predict_proba``."""
+        images = np.ascontiguousarray(images, dtype=np.float32)
         outputs = self.session.run([self.output_name], {self.input_name: images})[0]
-        return np.asarray(outputs, dtype=np.float32).reshape(len(images), -1)[:, 0]
+        return np.asarray(outputs, dtype=np.float32).reshape(len(images), -1)

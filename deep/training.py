@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "TrainingRecipe",
+    "balanced_binary_crossentropy",
     "balanced_class_weight",
     "choose_epochs",
     "cosine_schedule",
@@ -58,6 +59,39 @@ def balanced_class_weight(labels) -> dict[int, float]:
     labels = np.asarray(labels).astype(int)
     counts = np.bincount(labels, minlength=2).astype(float)
     return {label: float(len(labels) / (2 * max(count, 1))) for label, count in enumerate(counts)}
+
+
+def balanced_binary_crossentropy(labels, *, epsilon: float = 1e-7):
+    """Binary cross-entropy over several outputs (any hemorrhage and the subtypes), each
+    output's two classes weighted to count equally, as ``balanced_class_weight`` does for
+    one output.
+
+    Written here because Keras' ``class_weight`` weighs whole samples by one class and
+    cannot weigh each output's positives on their own; a rare subtype (a tenth of the
+    slices) would otherwise be learnt as "never".
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_samples, n_outputs)
+        The training labels the weights come from (0/1).
+    epsilon : float, default=1e-7
+        Probabilities are clipped to ``[epsilon, 1 - epsilon]`` before the logarithm.
+    """
+    labels = np.asarray(labels, dtype=float)
+    positive = np.clip(np.nanmean(labels, axis=0), 1e-6, 1 - 1e-6)
+    weight_positive = (0.5 / positive).astype("float32")
+    weight_negative = (0.5 / (1 - positive)).astype("float32")
+
+    def loss(y_true, y_pred):
+        y_pred = keras.ops.clip(y_pred, epsilon, 1 - epsilon)
+        y_true = keras.ops.cast(y_true, y_pred.dtype)
+        positive = keras.ops.convert_to_tensor(weight_positive, dtype=y_pred.dtype)
+        negative = keras.ops.convert_to_tensor(weight_negative, dtype=y_pred.dtype)
+        terms = positive * y_true * keras.ops.log(y_pred)
+        terms = terms + negative * (1 - y_true) * keras.ops.log(1 - y_pred)
+        return -keras.ops.mean(terms, axis=-1)
+
+    return loss
 
 
 def cosine_schedule(
@@ -160,12 +194,17 @@ class _ValidationAuc(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         from sklearn.metrics import roc_auc_score
 
-        labels = np.asarray(self.validation.labels, dtype=float)
-        if np.unique(labels[np.isfinite(labels)]).size < 2:
+        labels = np.asarray(self.validation.labels, dtype=float).reshape(
+            len(self.validation.labels), -1
+        )
+        both = [k for k in range(labels.shape[1]) if np.unique(labels[:, k]).size == 2]
+        if not both:
             self.aucs.append(float("nan"))
             return
-        scores = self.model.predict(self.validation, verbose=0)[:, 0]
-        self.aucs.append(float(roc_auc_score(labels, scores)))
+        scores = self.model.predict(self.validation, verbose=0)
+        # several outputs: the mean AUC of those whose validation slices have both classes
+        self.aucs.append(float(np.mean([roc_auc_score(labels[:, k], scores[:, k])
+                                        for k in both])))  # fmt: skip
 
 
 def train_classifier(
@@ -204,15 +243,15 @@ def train_classifier(
     """
     recipe = recipe or TrainingRecipe()
     keras.utils.set_random_seed(seed)
-    model.compile(
-        optimizer=recipe.make_optimizer(recipe.epochs * len(train)),
-        loss=keras.losses.BinaryCrossentropy(),
-    )
-    class_weight = recipe.class_weight
+    loss, class_weight = keras.losses.BinaryCrossentropy(), recipe.class_weight
+    several_outputs = np.ndim(train.labels) == 2
     if recipe.mixup:
         train, class_weight = _Mixup(train, recipe.mixup, seed), None
+    elif several_outputs and class_weight == "balanced":  # each output balanced on its own
+        loss, class_weight = balanced_binary_crossentropy(train.labels), None
     elif class_weight == "balanced":
         class_weight = balanced_class_weight(train.labels)
+    model.compile(optimizer=recipe.make_optimizer(recipe.epochs * len(train)), loss=loss)
     tracker = _ValidationAuc(validation) if validation is not None else None
     with denormals_flushed():
         model.fit(
@@ -259,6 +298,7 @@ class _Mixup(keras.utils.PyDataset):
         partner = self._rng.permutation(len(labels))
         weight = mix.reshape(-1, *([1] * (images.ndim - 1)))
         images = weight * images + (1 - weight) * images[partner]
+        mix = mix.reshape(-1, *([1] * (labels.ndim - 1)))  # one per slice, for every output
         return images, mix * labels + (1 - mix) * labels[partner]
 
     def on_epoch_end(self) -> None:

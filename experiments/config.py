@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from ichkit.experiments.registry import check_model_names, family_of, list_models
+from ichkit.experiments.targets import check_targets
 from ichkit.features.extraction import resolve_feature_config
 from ichkit.scans.validation import unknown_name_message
 
@@ -33,6 +34,7 @@ DEFAULT_CONFIG = {
     },
     "features": {},
     "models": ["logreg", "svm", "knn", "rf", "xgboost"],
+    "targets": ["any"],  # and any of the five subtypes; the first is the primary target
     "tuning": {"inner_folds": 3},
     "deep": {  # the small-data recipe of ichkit.deep.training (docs/deep-recipe.md)
         "size": 128,  # 224 as in the seed paper; smaller on a CPU
@@ -149,6 +151,7 @@ def load_config(path: str | Path, **overrides) -> dict:
         config[section].update({key: value for key, value in given.items() if value is not None})
     config.update({key: value for key, value in overrides.items() if value is not None})
     config["models"] = check_model_names(config["models"])
+    config["targets"] = check_targets(config["targets"])
     config["features"] = resolve_feature_config(config["features"])
     if config["cv"] is not None and (not isinstance(config["cv"], int) or config["cv"] < 2):
         raise ValueError(

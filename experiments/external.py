@@ -238,7 +238,8 @@ def predict_run(
     (where the data has labels), ``model``, ``probability`` (its fold models averaged),
     ``threshold`` and ``slice_verdict`` (``hemorrhage`` or ``normal``), then
     ``scan_probability`` (the scan's most likely slice), ``scan_threshold`` and
-    ``scan_verdict``. Thresholds are the source run's. Files the reader could not use
+    ``scan_verdict``; where the run predicted subtypes, ``<subtype>_probability`` for
+    each. Thresholds are the source run's. Files the reader could not use
     are listed in ``<out_csv stem>.skipped.csv`` (path and reason) and in the returned
     table's ``attrs["skipped"]``; ``attrs["notes"]`` says what to keep in mind (models
     left out, thresholds that separate nothing, what the loader noticed).
@@ -294,7 +295,8 @@ def predict_run(
     dataset = read_data(path, loading)
     names, left_out = _servable_models(trained, dataset, model=model)
     gate = _Gate(whole_scans=dataset.is_ordered)
-    probabilities, unreadable, _ = _apply(trained, dataset, names, progress=progress, gate=gate)
+    probabilities, unreadable, _ = _apply(trained, dataset, names, progress=progress, gate=gate,
+                                          subtypes=True)  # fmt: skip
 
     kept = set(probabilities.index) | set(gate.refused)
     table = dataset.table.loc[[row for row in dataset.table.index if row in kept]]
@@ -319,6 +321,11 @@ def predict_run(
             scan_verdict=_verdicts(
                 scan_probability, scan_threshold, scan_refused.where(scan_probability.isna())
             ),
+            **{  # each subtype the run predicted, by this model's counterpart for it
+                f"{target}_probability": probabilities[f"{name}/{target}"].reindex(table.index)
+                for target in trained.targets
+                if f"{name}/{target}" in probabilities
+            },
         )
         parts.append(part)
     predictions = pd.concat(parts, ignore_index=True)
@@ -528,7 +535,7 @@ def _verdicts(probability: pd.Series, threshold: float, refused: pd.Series) -> n
 
 
 def _apply(trained: TrainedRun, dataset, names: list[str], *, progress: bool,
-           timed: bool = False, gate: _Gate | None = None):  # fmt: skip
+           timed: bool = False, gate: _Gate | None = None, subtypes: bool = False):  # fmt: skip
     """Every model of ``names`` on every slice, scan by scan (in slice order).
 
     One memo per scan, so what models share (features, a CNN's outputs) is computed
@@ -536,7 +543,9 @@ def _apply(trained: TrainedRun, dataset, names: list[str], *, progress: bool,
     read; columns: ``names``), the slices that could not be read (``scans.Skipped``),
     and each model's milliseconds per slice: measured on the first scan with nothing
     shared (every member and CNN a model reads counted), else None. With a ``gate``,
-    slices it refuses get no probability (their rows are in ``gate.refused``).
+    slices it refuses get no probability (their rows are in ``gate.refused``). With
+    ``subtypes``, each model's probability of each subtype the run predicted is a column
+    ``<model>/<subtype>`` beside its own.
     """
     columns: dict[str, list[np.ndarray]] = {name: [] for name in names}
     rows_read, unreadable = [], []
@@ -566,6 +575,9 @@ def _apply(trained: TrainedRun, dataset, names: list[str], *, progress: bool,
             else:
                 probability = trained.probability(name, slices, memo)
             columns[name].append(probability)
+            if subtypes:
+                for target, values in trained.target_probabilities(name, slices, memo).items():
+                    columns.setdefault(f"{name}/{target}", []).append(values)
         rows_read.extend(kept)
     if not rows_read and not (gate and gate.refused):
         raise scans.DatasetError(f"No slice of '{dataset.root}' could be read.")

@@ -44,14 +44,16 @@ def binary_metrics(y, probability, threshold: float) -> dict[str, float]:
 
 def has_multislice_scans(predictions: pd.DataFrame) -> bool:
     """Whether some scan (of one model and fold) has several slices: a scan level exists."""
-    return bool(predictions.groupby(["model", "fold", "scan_id"]).size().max() > 1)
+    keys = [column for column in ("target", "model", "fold") if column in predictions]
+    return bool(predictions.groupby([*keys, "scan_id"]).size().max() > 1)
 
 
 def scan_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
     """One row per scan (per model and fold, where given): positive if any slice is,
     with the probability of its most likely slice, and the scan threshold
     (``scan_threshold`` where the predictions carry one, else ``threshold``)."""
-    keys = [column for column in ("model", "fold") if column in predictions] + ["scan_id"]
+    keys = [column for column in ("target", "model", "fold") if column in predictions]
+    keys.append("scan_id")
     aggregations = {"label": ("label", "max"), "probability": ("probability", "max")}
     if "patient_id" in predictions:
         aggregations["patient_id"] = ("patient_id", "first")

@@ -599,6 +599,8 @@ def write_report(
     config: Mapping | str | None = None,
     notes: Iterable[str] = (),
     warnings: Iterable[str] = (),
+    subtypes: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+    weighted_log_loss: pd.Series | None = None,
 ) -> dict[str, Path]:
     """Write the comparison tables, plots and ``report.html`` into a run folder.
 
@@ -631,6 +633,11 @@ def write_report(
     warnings : iterable of str, default=()
         What a reader must know about the data (the inspection's notes, skipped
         files), shown at the top of the report.
+    subtypes : (predictions, summary), default=None
+        The subtype targets' predictions and summary (each with a ``target`` column):
+        one comparison block per subtype after the main (any hemorrhage) tables.
+    weighted_log_loss : pandas.Series, default=None
+        Each model's RSNA 2019 weighted log loss over the six targets, by model name.
 
     Returns
     -------
@@ -650,8 +657,22 @@ def write_report(
     file_names = _model_file_names(predictions)
     levels = list(_LEVELS) if has_multislice_scans(predictions) else ["slice"]
     sizes = evaluation_sizes(predictions)
+    blocks = _subtype_blocks(subtypes)
     tables = {
-        "markdown": comparison_markdown(summary, sizes=sizes),
+        "markdown": "\n\n".join(
+            [
+                comparison_markdown(summary, sizes=sizes),
+                *[
+                    f"## Target: {target}\n\n" + comparison_markdown(part, sizes=part_sizes)
+                    for target, part, part_sizes in blocks
+                ],
+                *(
+                    [_weighted_log_loss_markdown(weighted_log_loss)]
+                    if weighted_log_loss is not None
+                    else []
+                ),
+            ]
+        ),  # fmt: skip
         "latex": comparison_latex(summary, sizes=sizes),
     }
     written = {}
@@ -681,10 +702,41 @@ def write_report(
         notes=[notes] if isinstance(notes, str) else list(notes),
         warnings=[warnings] if isinstance(warnings, str) else list(warnings),
         model_card=run.report_path("model_card").is_file(),
+        subtypes=blocks,
+        weighted_log_loss=weighted_log_loss,
     )
     path = _io.write_text(run.report_path("html"), page)
     written[path.relative_to(out).as_posix()] = path
     return written
+
+
+def _subtype_blocks(subtypes) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """(target, its summary, its test part's sizes) for each subtype target."""
+    if subtypes is None:
+        return []
+    predictions, summary = subtypes
+    return [
+        (target, part.drop(columns="target"),
+         evaluation_sizes(predictions[predictions["target"] == target]))
+        for target, part in summary.groupby("target", sort=False)
+    ]  # fmt: skip
+
+
+_WEIGHTED_LOG_LOSS_NOTE = (
+    "RSNA 2019 weighted log loss: per slice, the log losses of any hemorrhage (weight 2) "
+    "and the five subtypes (weight 1 each), averaged over the pooled test slices; lower "
+    "is better."
+)
+
+
+def _weighted_log_loss_markdown(losses: pd.Series) -> str:
+    rows = "\n".join(f"| {name} | {_format_loss(value)} |" for name, value in losses.items())
+    return (f"## Weighted log loss\n\n{_WEIGHTED_LOG_LOSS_NOTE}\n\n"
+            f"| model | weighted log loss |\n| --- | --- |\n{rows}")  # fmt: skip
+
+
+def _format_loss(value) -> str:
+    return _MISSING if pd.isna(value) else f"{float(value):.4f}"
 
 
 def _model_file_names(predictions: pd.DataFrame) -> dict[str, str]:
@@ -711,6 +763,8 @@ def _report_html(
     notes: list[str],
     warnings: list[str],
     model_card: bool,
+    subtypes: list[tuple[str, pd.DataFrame, pd.DataFrame]] = (),
+    weighted_log_loss: pd.Series | None = None,
 ) -> str:
     parts = [
         "<!DOCTYPE html>",
@@ -737,6 +791,19 @@ def _report_html(
         parts += [f"<p>{html.escape(sentence)}</p>"
                   for sentence in _level_sentences(summary, level, None)]  # fmt: skip
         parts.append(_html_comparison_table(_comparison_rows(summary, level)))
+    for target, part, part_sizes in subtypes:
+        parts.append(f"<h2>Target: {html.escape(target)}</h2>")
+        for level in _summary_levels(part, None, "write_report"):
+            parts.append(f"<h3>{html.escape(level.capitalize())} level</h3>")
+            parts += [f"<p>{html.escape(sentence)}</p>"
+                      for sentence in _level_sentences(part, level, part_sizes)]  # fmt: skip
+            parts.append(_html_comparison_table(_comparison_rows(part, level)))
+    if weighted_log_loss is not None:
+        rows = "".join(f"<tr><td>{html.escape(str(name))}</td><td>{_format_loss(value)}</td></tr>"
+                       for name, value in weighted_log_loss.items())  # fmt: skip
+        parts += ["<h2>Weighted log loss</h2>", f"<p>{html.escape(_WEIGHTED_LOG_LOSS_NOTE)}</p>",
+                  "<table><thead><tr><th>model</th><th>weighted log loss</th></tr></thead>"
+                  f"<tbody>{rows}</tbody></table>"]  # fmt: skip
     parts.append("<h2>ROC curves and reliability</h2>")
     parts.append("<div>" + "".join(_html_image(source) for source in curves) + "</div>")
     parts.append("<h2>Confusion matrices</h2>")

@@ -16,7 +16,7 @@ from ichkit.experiments import _io
 from ichkit.experiments.model_card import model_card_markdown
 from ichkit.experiments.report import write_report
 from ichkit.experiments.run_folder import RunFolder
-from ichkit.experiments.tables import compute_metrics, evaluation_sizes, summarise
+from ichkit.experiments.tables import compute_metrics, evaluation_sizes, summarise, with_target
 
 __all__ = ["write_results"]
 
@@ -43,17 +43,36 @@ def write_results(
     notes, warnings = list(notes), list(warnings)
     if inspection is None and run.inspection_path.is_file():
         inspection = json.loads(run.inspection_path.read_text())
+    predictions = with_target(predictions)
     metrics = compute_metrics(predictions)
     _io.write_csv(run.metrics_path, metrics)
     summary = summarise(metrics, predictions, n_resamples=config["bootstrap"],
                         random_state=config["seed"], n_jobs=n_jobs)  # fmt: skip
     _io.write_csv(run.summary_path, summary)
+    # The card and the report's main tables are about any hemorrhage; each subtype
+    # gets its own block of the comparison.
+    is_any = {"predictions": predictions["target"] == "any", "summary": summary["target"] == "any"}
+    any_predictions = predictions[is_any["predictions"]].drop(columns="target")
+    any_summary = summary[is_any["summary"]].drop(columns="target")
     card = model_card_markdown(
-        title=title, config=config, inspection=inspection, summary=summary,
-        predictions=predictions, sizes=evaluation_sizes(predictions), warnings=warnings,
-        notes=notes,
+        title=title, config=config, inspection=inspection, summary=any_summary,
+        predictions=any_predictions, sizes=evaluation_sizes(any_predictions),
+        warnings=warnings, notes=notes,
     )  # fmt: skip
     _io.write_text(run.report_path("model_card"), card)
-    write_report(run, predictions, metrics, summary, title=title, config=config,
-                 notes=notes, warnings=warnings)  # fmt: skip
+    subtypes = None
+    if not is_any["summary"].all():
+        subtypes = (predictions[~is_any["predictions"]], summary[~is_any["summary"]])
+    write_report(
+        run, any_predictions, metrics[metrics["target"] == "any"].drop(columns="target"),
+        any_summary, title=title, config=config, notes=notes, warnings=warnings,
+        subtypes=subtypes, weighted_log_loss=_weighted_log_loss(summary),
+    )  # fmt: skip
     return metrics
+
+
+def _weighted_log_loss(summary: pd.DataFrame) -> pd.Series | None:
+    """Each model's RSNA weighted log loss (``summarise``), where the run has one."""
+    if "weighted_log_loss" not in summary:
+        return None
+    return summary.groupby("model", sort=False)["weighted_log_loss"].first()

@@ -17,6 +17,9 @@ every path is spelled here and nowhere else::
       metrics.csv, summary.csv           per fold; over folds with intervals
       comparison.md, comparison.tex, report.html, model_card.md, plots/
       serving/                           ONNX exports (``ichkit serve``, ``evaluate``, ``predict``)
+      targets/<subtype>/                 a subtype's predictions/, held_out/ and models/
+                                         (``for_target``; a CNN's weights, one model for
+                                         every target, stay in the top models/)
 """
 
 from __future__ import annotations
@@ -52,8 +55,17 @@ class RunFolder:
         The folder (``--out``); it need not exist yet.
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, *, main: RunFolder | None = None):
         self.root = Path(root)
+        self.main = self if main is None else main
+
+    def for_target(self, target: str) -> RunFolder:
+        """The folder of ``target``'s predictions, held-out predictions and models: this
+        one for any hemorrhage, ``targets/<target>/`` for a subtype. Its ``main`` is
+        this run's top folder (where models shared by every target are kept)."""
+        if target == "any":
+            return self.main
+        return RunFolder(self.main.root / "targets" / target, main=self.main)
 
     def __repr__(self) -> str:
         return f"RunFolder('{self.root}')"

@@ -27,6 +27,7 @@ from ichkit.experiments.parallel import compute_backend, n_jobs_for
 from ichkit.experiments.registry import family_of
 from ichkit.experiments.results import write_results
 from ichkit.experiments.run_folder import PREDICTION_COLUMNS, RunFolder
+from ichkit.experiments.targets import target_notes, target_rows
 from ichkit.experiments.thresholds import fallback_notes, scan_threshold, slice_threshold
 from ichkit.experiments.versions import used_package_versions
 from ichkit.features.extraction import default_cache_dir, extract_features, time_features
@@ -75,7 +76,10 @@ def run_experiment(
     labelled = loaded.table["label"].notna().to_numpy()
     groups, y = loaded.groups[labelled], loaded.table["label"][labelled].astype(int).to_numpy()
     list(_folds(config, groups, y))  # refuses impossible folds (--cv 100) before writing
+    # refuses targets the data set does not label; notes those with few positive patients
+    noted = target_notes(loaded.table, config["targets"], config["cv"] or 1)
     models_to_run = _runnable_models(config, loaded)
+    models_to_run[2].update(noted)
     settings = config["parallel"]
     with compute_backend(settings["backend"], scheduler=settings["scheduler"],
                          n_workers=settings["n_workers"] or config["n_jobs"]):  # fmt: skip
@@ -162,27 +166,21 @@ def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, p
     X = X.loc[rows.index] if X is not None else None
     y, groups = rows["label"].astype(int).to_numpy(), rows["patient_id"].to_numpy()
 
-    folds = list(_folds(config, groups, y))
-    bar = tqdm(total=len(folds) * len(names), desc="models x folds", disable=not progress)
+    folds, targets = list(_folds(config, groups, y)), config["targets"]
+    notes.update(_one_class_notes(rows, targets, folds))
+    bar = tqdm(total=len(folds) * len(names) * len(targets), desc="models x folds",
+               disable=not progress)  # fmt: skip
     for fold, train, validation, test in folds:
-        data_fold = FoldData(fold, dataset, rows, train, validation, test, X, members)
         for name in names:
-            bar.set_postfix_str(f"fold {fold} {name}")
-            if not run.predictions_path(name, fold).exists():
-                fit = family_of(name).fit_fold(name, data_fold, config, run)
-                if name in with_features:
-                    fit.ms_per_slice += feature_ms
-                chosen = _thresholds(fit.held_out, rows, rows.iloc[train])
-                predictions = rows.iloc[test][_SLICE_COLUMNS].assign(
-                    row=rows.index[test],
-                    model=name,
-                    fold=fold,
-                    probability=fit.probability,
-                    ms_per_slice=fit.ms_per_slice,
-                    **_threshold_columns(chosen),
-                )[PREDICTION_COLUMNS]
-                run.write_predictions(name, fold, fit.held_out, predictions)
-            bar.update()
+            for target in targets:  # a CNN trains once for every target, at the first
+                bar.set_postfix_str(f"fold {fold} {name} {target}")
+                of_target = run.for_target(target)
+                if not of_target.predictions_path(name, fold).exists():
+                    data_fold = FoldData(fold, dataset, target_rows(rows, target), train,
+                                         validation, test, X, members, target)  # fmt: skip
+                    extra_ms = feature_ms if name in with_features else 0.0
+                    _fit_fold(name, data_fold, config, of_target, extra_ms)
+                bar.update()
     bar.close()
 
     n_folds = len(folds)
@@ -197,8 +195,11 @@ def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, p
     added = [name for name in shown if name not in names]
     if added:
         notes["models from earlier runs in this folder"] = ", ".join(added)
-    predictions = run.read_predictions(shown)
-    threshold_notes = fallback_notes(predictions)
+    predictions = pd.concat([
+        run.for_target(target).read_predictions(shown).assign(target=target)
+        for target in targets
+    ])  # fmt: skip
+    threshold_notes = fallback_notes(predictions[predictions["target"] == "any"])
     if threshold_notes:
         which = ", ".join(line.split(" threshold:")[0] for line in threshold_notes)
         _say(
@@ -218,6 +219,39 @@ def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, p
     # Last, so that it lists every package the run imported (Keras, torch, ONNX, ...).
     run.write_json(run.versions_path, used_package_versions())
     return metrics
+
+
+def _fit_fold(name: str, data: FoldData, config: dict, run: RunFolder, extra_ms: float):
+    """Fit model ``name`` on one fold for its target, choose its thresholds on its
+    held-out rows, and write its test predictions (``extra_ms``: the features' time a
+    slice, for models that read them)."""
+    rows, train, test = data.rows, data.train, data.test
+    fit = family_of(name).fit_fold(name, data, config, run)
+    chosen = _thresholds(fit.held_out, rows, rows.iloc[train])
+    predictions = rows.iloc[test][_SLICE_COLUMNS].assign(
+        row=rows.index[test],
+        model=name,
+        fold=data.fold,
+        probability=fit.probability,
+        ms_per_slice=fit.ms_per_slice + extra_ms,
+        **_threshold_columns(chosen),
+    )[PREDICTION_COLUMNS]
+    run.write_predictions(name, data.fold, fit.held_out, predictions)
+
+
+def _one_class_notes(rows: pd.DataFrame, targets: list[str], folds: list) -> dict[str, str]:
+    """A note per target with folds whose training part holds one class of it."""
+    notes = {}
+    for target in targets:
+        labels = target_rows(rows, target)["label"].to_numpy()
+        lacking = [str(fold) for fold, train, _, _ in folds if np.unique(labels[train]).size < 2]
+        if lacking:
+            notes[f"target {target} folds {', '.join(lacking)}"] = (
+                "the training part holds one class of this target: classical models predict "
+                "that class's share there (scikit-learn's DummyClassifier), the CNN's output "
+                "and the sequence models learn from that class alone"
+            )
+    return notes
 
 
 def _say(message: str, progress: bool) -> None:
@@ -291,7 +325,7 @@ def _check_resumable(run: RunFolder, config: dict) -> None:
     predictions would be mixed with new ones. Adding models is fine."""
     if not run.config_path.is_file():
         return
-    saved = run.read_config()
+    saved = _with_defaults(run.read_config())
     changed = sorted(
         key
         for key in set(saved) | set(config)
@@ -302,6 +336,20 @@ def _check_resumable(run: RunFolder, config: dict) -> None:
             f"Run folder '{run.root}' was made with other settings ({', '.join(changed)} differ); "
             "resuming would mix results. Use a new --out, or the same config and flags."
         )
+
+
+def _with_defaults(saved: dict) -> dict:
+    """A saved config with the settings added since it was written at their defaults
+    (what that run did), so that a folder made before a new setting existed resumes."""
+    from ichkit.experiments.config import DEFAULT_CONFIG
+
+    filled = dict(saved)
+    for key, default in DEFAULT_CONFIG.items():
+        if key not in filled:
+            filled[key] = default
+        elif isinstance(default, dict) and default and isinstance(filled[key], dict):
+            filled[key] = {**default, **filled[key]}
+    return filled
 
 
 def _folds(config: dict, groups: np.ndarray, y: np.ndarray):

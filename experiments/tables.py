@@ -29,12 +29,13 @@ __all__ = [
     "level_predictions",
     "summarise",
     "evaluation_sizes",
+    "with_target",
 ]
 
 METRIC_COLUMNS = [
-    "model", "level", "fold", "auc", "accuracy", "sensitivity", "specificity", "precision",
-    "f1", "tp", "tn", "fp", "fn", "ms_per_slice", "pr_auc", "log_loss", "ece", "threshold",
-    "n", "n_positive",
+    "model", "target", "level", "fold", "auc", "accuracy", "sensitivity", "specificity",
+    "precision", "f1", "tp", "tn", "fp", "fn", "ms_per_slice", "pr_auc", "log_loss", "ece",
+    "threshold", "n", "n_positive",
 ]  # fmt: skip
 _SUMMARY_METRICS = ("auc", "accuracy", "sensitivity", "specificity", "precision", "f1")
 #: Positives and negatives (slices or scans) below which a value cannot carry a
@@ -51,19 +52,27 @@ def level_predictions(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return levels
 
 
+def with_target(predictions: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` with a ``target`` column (``any`` where they have none: a run of
+    one target, or an external evaluation)."""
+    return predictions if "target" in predictions else predictions.assign(target="any")
+
+
 def compute_metrics(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Metrics per model, level and fold, each level at its own threshold (chosen on
-    held-out training-part data, never on the test rows)."""
+    """Metrics per model, target, level and fold, each level at its own threshold (chosen
+    on held-out training-part data, never on the test rows)."""
     records = []
+    predictions = with_target(predictions)
     fold_ms = predictions.groupby(["model", "fold"])["ms_per_slice"].first()
-    for level, rows in level_predictions(predictions).items():
-        for (name, fold), part in rows.groupby(["model", "fold"], sort=False):
-            threshold = float(part["threshold"].iloc[0])
-            values = binary_metrics(part["label"], part["probability"], threshold)
-            ece = expected_calibration_error(part["label"].astype(int), part["probability"])
-            records.append({"model": name, "level": level, "fold": fold, **values, "ece": ece,
-                            "threshold": threshold,
-                            "ms_per_slice": float(fold_ms[name, fold])})  # fmt: skip
+    for target, of_target in predictions.groupby("target", sort=False):
+        for level, rows in level_predictions(of_target).items():
+            for (name, fold), part in rows.groupby(["model", "fold"], sort=False):
+                threshold = float(part["threshold"].iloc[0])
+                values = binary_metrics(part["label"], part["probability"], threshold)
+                ece = expected_calibration_error(part["label"].astype(int), part["probability"])
+                records.append({"model": name, "target": target, "level": level, "fold": fold,
+                                **values, "ece": ece, "threshold": threshold,
+                                "ms_per_slice": float(fold_ms[name, fold])})  # fmt: skip
     return pd.DataFrame(records)[METRIC_COLUMNS]
 
 
@@ -81,26 +90,42 @@ def summarise(
     deviation over folds; the pooled rows' sizes; and p-values of DeLong's test (AUC)
     and McNemar's test (accuracy) against the model with the best pooled AUC, on the
     same rows, or in ``paired_note`` the reason they were not computed. Each model's
-    row is one joblib task (``n_jobs`` workers)."""
+    row is one joblib task (``n_jobs`` workers).
+
+    With several targets, each target's rows are summarised on their own (a ``target``
+    column says which; paired tests stay within a target), and where all six RSNA 2019
+    targets are predicted, ``weighted_log_loss`` is each model's RSNA weighted log loss
+    over its pooled slice predictions of the six (the same value on each of its rows)."""
     from joblib import Parallel, delayed
 
+    from ichkit.experiments.targets import weighted_log_loss_of
+
     tasks = []
-    for level, pooled in level_predictions(predictions).items():
-        level_metrics = metrics[metrics["level"] == level]
-        best = _best_pooled_auc(pooled)
-        key = ["fold", "row"] if level == "slice" else ["fold", "scan_id"]
-        reference = pooled[pooled["model"] == best]
-        for name, part in level_metrics.groupby("model", sort=False):
-            own = pooled[pooled["model"] == name]
-            tasks.append(delayed(_summary_row)(
-                name, level, part, own, reference, key, name == best, n_resamples, random_state
-            ))  # fmt: skip
-    return pd.DataFrame(Parallel(n_jobs=n_jobs)(tasks))
+    predictions, metrics = with_target(predictions), with_target(metrics)
+    for target, of_target in predictions.groupby("target", sort=False):
+        for level, pooled in level_predictions(of_target).items():
+            level_metrics = metrics[(metrics["level"] == level) & (metrics["target"] == target)]
+            best = _best_pooled_auc(pooled)
+            key = ["fold", "row"] if level == "slice" else ["fold", "scan_id"]
+            reference = pooled[pooled["model"] == best]
+            for name, part in level_metrics.groupby("model", sort=False):
+                own = pooled[pooled["model"] == name]
+                tasks.append(delayed(_summary_row)(
+                    name, target, level, part, own, reference, key, name == best,
+                    n_resamples, random_state,
+                ))  # fmt: skip
+    summary = pd.DataFrame(Parallel(n_jobs=n_jobs)(tasks))
+    if predictions["target"].nunique() > 1:
+        loss = {name: weighted_log_loss_of(rows) for name, rows in predictions.groupby("model")}
+        if any(np.isfinite(value) for value in loss.values()):
+            summary["weighted_log_loss"] = summary["model"].map(loss)
+    return summary
 
 
-def _summary_row(name, level, part, own, reference, key, is_best, n_resamples, random_state):
+def _summary_row(name, target, level, part, own, reference, key, is_best, n_resamples,
+                 random_state):  # fmt: skip
     labels = own["label"].astype(int)
-    row = {"model": name, "level": level, "n_folds": len(part),
+    row = {"model": name, "target": target, "level": level, "n_folds": len(part),
            "n_patients": own["patient_id"].nunique(), "n": len(own),
            "n_positive": int(labels.sum()), "n_negative": int((labels == 0).sum())}  # fmt: skip
     row.update(_fold_spread(part))

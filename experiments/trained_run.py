@@ -96,6 +96,9 @@ class TrainedRun:
         an export that fails, uses Keras.
     n_threads : int, default=1
         ONNX Runtime threads per call; 1 suits a server answering several requests.
+    target : str, default="any"
+        The target whose models are served: any hemorrhage, or a subtype the run
+        predicted (its ``targets``).
 
     Attributes
     ----------
@@ -114,15 +117,23 @@ class TrainedRun:
         The run has no finished model to apply.
     """
 
-    def __init__(self, run_dir: str | Path, *, onnx: bool = True, n_threads: int = 1):
-        self.run = RunFolder(run_dir)
-        self.run_dir = self.run.root
-        if not self.run.is_run():
+    def __init__(
+        self, run_dir: str | Path, *, onnx: bool = True, n_threads: int = 1, target: str = "any"
+    ):
+        main = RunFolder(run_dir)
+        self.run_dir = main.root
+        if not main.is_run():
             raise FileNotFoundError(
                 f"'{self.run_dir}' is not a finished run folder (no config.yaml or no finished "
                 "predictions). Make one with: ichkit run quick --data DATA --out RUN_DIR"
             )
-        self.config = self.run.read_config()
+        self.config = main.read_config()
+        self.targets = list(self.config.get("targets", ["any"]))
+        if target not in self.targets:
+            raise ValueError(
+                f"Run '{self.run_dir}' predicts {', '.join(self.targets)}; not '{target}'."
+            )
+        self.run, self.target = main.for_target(target), target
         self.onnx, self.n_threads = onnx, n_threads
         self.models = self._find_models()
         if not self.models:
@@ -131,15 +142,19 @@ class TrainedRun:
         self._loading = threading.RLock()  # loading a model loads its members
         self._keras = threading.Lock()  # Keras calls (Grad-CAM, sequences) one at a time
         self._onnx_dir: Path | None = None
+        self._other_targets: dict[str, TrainedRun] = {}
 
     # --- what the run holds ----------------------------------------------------------
 
     def _find_models(self) -> dict[str, TrainedModel]:
         auc = {}
-        summary = self.run.read_summary()
+        summary = self.run.main.read_summary()
         if summary is not None:
             column = "auc_pooled" if "auc_pooled" in summary else "auc_mean"  # older runs
-            auc = summary[summary["level"] == "slice"].set_index("model")[column].to_dict()
+            rows = summary["level"] == "slice"
+            if "target" in summary:
+                rows &= summary["target"] == self.target
+            auc = summary[rows].set_index("model")[column].to_dict()
         finished, known = self.run.finished_folds(), set(list_models())
         models = {}
         for name in self.config.get("models", []):
@@ -151,9 +166,9 @@ class TrainedRun:
                 thresholds.append(float(first["threshold"].iloc[0]))
                 scan = first.get("scan_threshold", first["threshold"]).iloc[0]
                 scan_thresholds.append(float(scan) if pd.notna(scan) else thresholds[-1])
-            if not all(self.run.model_path(name, fold).is_file() for fold in folds):
-                continue
             family, value = family_of(name), auc.get(name)
+            if not all(family.model_file(self.run, name, fold).is_file() for fold in folds):
+                continue
             members = ()
             if family.reads == "predictions":
                 members = tuple(family.members(self.run, name, folds[0]))
@@ -198,7 +213,7 @@ class TrainedRun:
         models that do not need a scan); ``memo`` is one dict per such list, so that what
         models share (features, a CNN's outputs) is computed once.
         """
-        key = ("probability", name)
+        key = ("probability", self.target, name)
         if key not in memo:
             memo[key] = np.stack([fold.probability(slices, memo) for fold in self.load(name)])
         return memo[key]
@@ -206,6 +221,30 @@ class TrainedRun:
     def probability(self, name: str, slices: Sequence, memo: dict) -> np.ndarray:
         """(n_slices,): the model ``name``, its folds averaged, on every slice."""
         return self.fold_probabilities(name, slices, memo).mean(axis=0)
+
+    def target_probabilities(self, name: str, slices: Sequence, memo: dict) -> dict:
+        """Target -> (n_slices,) probabilities of model ``name`` (its folds averaged), for
+        each other target of the run that ``name`` predicts (the subtypes). A CNN's
+        outputs and the features are computed once for all of them (``memo``)."""
+        found = {}
+        for target in self.targets:
+            other = self.for_target(target)
+            if target != self.target and name in other.models:
+                found[target] = other.probability(name, slices, memo)
+        return found
+
+    def for_target(self, target: str) -> TrainedRun:
+        """This run's models of ``target``, loaded on first use; they share this one's
+        Keras lock and ONNX folder."""
+        if target == self.target:
+            return self
+        with self._loading:
+            if target not in self._other_targets:
+                other = TrainedRun(self.run_dir, onnx=self.onnx, n_threads=self.n_threads,
+                                   target=target)  # fmt: skip
+                other._keras, other._onnx_dir = self._keras, self._onnx_folder()
+                self._other_targets[target] = other
+            return self._other_targets[target]
 
     # --- loading ----------------------------------------------------------------------
 
@@ -230,6 +269,7 @@ class TrainedRun:
             onnx_folder=self._onnx_folder,
             n_threads=self.n_threads,
             keras_lock=self._keras,
+            target=self.target,
         )
         return family_of(name).load_fold(name, fold, context)
 
@@ -243,7 +283,7 @@ class TrainedRun:
         if not self.onnx:
             return None
         if self._onnx_dir is None:
-            folder = self.run.serving_dir
+            folder = self.run.main.serving_dir
             try:
                 folder.mkdir(exist_ok=True)
                 probe = folder / ".writable"

@@ -1,7 +1,8 @@
 """The Flask app: an upload page and a JSON API over the models of one finished run.
 
 Routes: ``GET /`` (the page), ``POST /`` (the page with a verdict), ``GET /api/models``,
-``POST /api/predict`` (form field ``file``; optional ``model`` and ``heatmaps``). Every
+``POST /api/predict`` (form field ``file``; optional ``model``, ``heatmaps`` and
+``target``, the output Grad-CAM explains). Every
 upload is saved into its own temporary folder, read by content (``ichkit.webapp.uploads``) and
 removed when the request ends, with anything the readers cached about it. Bad input gets a
 4xx with a message that names the file as the client called it, never a server path or a
@@ -90,6 +91,7 @@ def create_app(
             raise UploadError(400, "No file uploaded: send it as the form field 'file'.")
         filename = Path(storage.filename or "upload").name[:200] or "upload"
         heatmaps = _heatmap_count(request.form.get("heatmaps", "3"))
+        target = request.form.get("target") or "any"
         chosen = request.form.get("model") or None
         if chosen is not None and chosen not in served.models:
             raise UploadError(
@@ -99,7 +101,9 @@ def create_app(
         try:
             with tempfile.TemporaryDirectory(prefix="ichkit-upload-", dir=upload_dir) as folder:
                 try:
-                    answer = predict_saved(storage, Path(folder), filename, chosen, heatmaps)
+                    answer = predict_saved(
+                        storage, Path(folder), filename, chosen, heatmaps, target
+                    )
                 except UploadError as error:
                     public = without_server_paths(str(error), folder, filename)
                     raise UploadError(error.status, public) from None
@@ -114,7 +118,8 @@ def create_app(
         answer["disclaimer"] = DISCLAIMER
         return answer
 
-    def predict_saved(storage, folder: Path, filename: str, chosen, heatmaps: int) -> dict:
+    def predict_saved(storage, folder: Path, filename: str, chosen, heatmaps: int,
+                      target: str) -> dict:  # fmt: skip
         """Save the upload into ``folder``, read it and predict."""
         start = time.perf_counter()
         path = folder.resolve() / "upload"
@@ -122,7 +127,7 @@ def create_app(
         upload = read_upload(path, filename, limits)
         read_ms = (time.perf_counter() - start) * 1000
         name = chosen or served.defaults[upload.kind]
-        answer = served.predict(name, upload, heatmaps=heatmaps)
+        answer = served.predict(name, upload, heatmaps=heatmaps, heatmap_target=target)
         answer["timing_ms"]["read"] = read_ms
         return answer
 

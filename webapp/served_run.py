@@ -86,10 +86,16 @@ class ServedRun(TrainedRun):
 
     # --- predicting ----------------------------------------------------------------
 
-    def predict(self, name: str, upload: Upload, *, heatmaps: int = 3) -> dict:
+    def predict(
+        self, name: str, upload: Upload, *, heatmaps: int = 3, heatmap_target: str = "any"
+    ) -> dict:
         """The verdict on an upload by model ``name``, as ``POST /api/predict`` returns it.
 
-        ``heatmaps`` is how many of the slices to look at first get a Grad-CAM map.
+        ``heatmaps`` is how many of the slices to look at first get a Grad-CAM map, of the
+        CNN output of ``heatmap_target`` (any hemorrhage, or a subtype the run predicts).
+        Where the run predicted subtypes, ``subtypes`` gives each one's probability (the
+        most likely slice's), its threshold and whether it is above it, and each slice's
+        probability; the verdict stays the any-hemorrhage model's.
         Before any model runs, the upload passes the plausibility gate
         (``ichkit.scans.plausibility``): a slice that does not look like head CT, or a
         scan too few of whose slices do, is refused with a 422.
@@ -104,9 +110,15 @@ class ServedRun(TrainedRun):
                 f"'{name}' reads the ordered slices of a scan: upload a zip of a DICOM "
                 "series or a NIfTI volume, or choose a model that reads single slices.",
             )
+        if heatmap_target not in self.targets:
+            raise UploadError(
+                400,
+                f"Unknown target '{heatmap_target}'. This run predicts: {', '.join(self.targets)}.",
+            )
         memo: dict = {}
         start = time.perf_counter()
         probability = self.probability(name, upload.slices, memo)
+        subtypes = self._subtypes(name, upload, memo)
         inference_ms = (time.perf_counter() - start) * 1000
         slice_hits = probability >= model.threshold
         scan_probability = float(probability.max())
@@ -134,8 +146,10 @@ class ServedRun(TrainedRun):
                 }
                 for i, (p, hit) in enumerate(zip(probability, slice_hits, strict=True))
             ],
+            "subtypes": subtypes,
             "look_first": look_first,
             "heatmap_model": None,
+            "heatmap_target": heatmap_target,
             "heatmap_note": self.heatmap_note(name),
             "heatmaps": [],
             "skipped": upload.skipped,
@@ -147,7 +161,7 @@ class ServedRun(TrainedRun):
         if heatmaps and cnn is not None:
             start = time.perf_counter()
             chosen = look_first[:heatmaps]
-            images, maps = self._grad_cam(cnn, upload, chosen, memo)
+            images, maps = self._grad_cam(cnn, upload, chosen, memo, heatmap_target)
             answer["timing_ms"]["gradcam"] = (time.perf_counter() - start) * 1000
             answer["heatmap_model"] = cnn
             answer["heatmaps"] = [
@@ -175,14 +189,33 @@ class ServedRun(TrainedRun):
             )
         return answer
 
-    def _grad_cam(self, cnn: str, upload: Upload, chosen: list[int], memo: dict):
-        """The model inputs of slices ``chosen`` and their Grad-CAM, averaged over folds."""
+    def _subtypes(self, name: str, upload: Upload, memo: dict) -> dict:
+        """Each subtype's probability by model ``name`` (the run's model of that target)."""
+        found = {}
+        for target, probability in self.target_probabilities(name, upload.slices, memo).items():
+            model = self.for_target(target).models[name]
+            threshold = model.scan_threshold if upload.kind == "scan" else model.threshold
+            found[target] = {
+                "probability": float(probability.max()),
+                "threshold": threshold,
+                "present": bool(probability.max() >= threshold),
+                "slices": [float(p) for p in probability],
+            }
+        return found
+
+    def _grad_cam(self, cnn: str, upload: Upload, chosen: list[int], memo: dict,
+                  target: str = "any"):  # fmt: skip
+        """The model inputs of slices ``chosen`` and their Grad-CAM of ``target``'s
+        output, averaged over folds."""
         from ichkit.deep.gradcam import grad_cam
 
         folds = self.load(cnn)
         images = folds[0].images(upload.slices, memo)[chosen]
+        output = self.targets.index(target)  # the CNN's outputs follow the run's targets
         with self._keras:
-            maps = np.mean([grad_cam(fold.keras, images) for fold in folds], axis=0)
+            maps = np.mean(
+                [grad_cam(fold.keras, images, output_index=output) for fold in folds], axis=0
+            )
         peaks = maps.max(axis=(1, 2), keepdims=True)
         maps = np.divide(maps, peaks, out=np.zeros_like(maps), where=peaks > 0)
         return images, maps
@@ -205,6 +238,7 @@ class ServedRun(TrainedRun):
             "default": self.defaults["slice"],
             "default_for_scans": self.defaults["scan"],
             "models": [model.as_dict() for model in self.models.values()],
+            "targets": self.targets,
             "threshold_rule": THRESHOLD_RULE,
         }
 

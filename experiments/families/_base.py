@@ -23,7 +23,8 @@ class FoldData:
     ``validation`` (None under cross-validation: a family holds out training patients
     itself) and ``test`` are positions into ``rows``. ``features`` are the handcrafted
     features of ``rows`` (None when no classical model runs). ``members`` are the
-    models an ensemble combines.
+    models an ensemble combines. ``target`` is what the fold predicts
+    (``ichkit.experiments.targets``): its labels are ``rows["label"]``.
     """
 
     fold: int
@@ -34,6 +35,7 @@ class FoldData:
     test: np.ndarray
     features: pd.DataFrame | None = None
     members: list[str] = field(default_factory=list)
+    target: str = "any"
 
     @property
     def labels(self) -> np.ndarray:
@@ -90,7 +92,7 @@ class ServingContext:
     ``run`` is the ``RunFolder`` served, ``config`` its resolved config;
     ``fold_model(name, fold)`` loads another model's fold (the CNN a sequence model
     reads, an ensemble's members); ``onnx_folder()`` is where ONNX exports go (None:
-    predict with Keras).
+    predict with Keras); ``target`` is the target the loaded fold predicts.
     """
 
     run: Any
@@ -99,6 +101,7 @@ class ServingContext:
     onnx_folder: Callable[[], Path | None] = lambda: None
     n_threads: int = 1
     keras_lock: threading.Lock = field(default_factory=threading.Lock)
+    target: str = "any"
 
 
 def memoised(memo: dict, key, compute: Callable):
@@ -123,6 +126,10 @@ class ModelFamily:
 
     def fit_fold(self, name: str, data: FoldData, config: dict, run) -> FoldFit:
         raise NotImplementedError
+
+    def model_file(self, run, name: str, fold: int) -> Path:
+        """Where fold ``fold`` of ``name`` is saved in ``run`` (a target's folder)."""
+        return run.model_path(name, fold)
 
     def load_fold(self, name: str, fold: int, context: ServingContext) -> FoldModel:
         """Fold ``fold`` of model ``name`` from ``context.run``, ready to predict."""

@@ -77,19 +77,23 @@ class CnnFamily(ModelFamily):
         reached 0.92-0.96 on its validation patients, so they would tell an ensemble
         little about the CNN it actually gets."""
         cnn = self.fold_model(name, data, config, run)
+        column = output_column(config, data.target)
         probability_validation = _sigmoid(
-            cached_slice_inputs(cnn.inner, cnn.inner_path, data.dataset, cnn.validation, config)
+            cached_slice_inputs(cnn.inner, cnn.inner_path, data.dataset, cnn.validation, config),
+            column,
         )  # fmt: skip
         test = data.index(data.test)
         start = time.perf_counter()
-        probability = _sigmoid(slice_inputs(cnn.model, data.dataset, test, config))
+        probability = _sigmoid(slice_inputs(cnn.model, data.dataset, test, config), column)
         ms = (time.perf_counter() - start) * 1000 / len(test)
         held_out = held_out_frame(cnn.validation, probability_validation, True)
         return FoldFit(probability, ms, held_out)
 
     def fold_model(self, name: str, data: FoldData, config: dict, run) -> FoldCnn:
         """The fold's CNN, trained on training patients only (or loaded if this run
-        already trained it).
+        already trained it). One CNN predicts every target of the run (one sigmoid
+        output each, ``output_column``), so it is trained once, at the first target, and
+        kept in the run's top folder (``run.main``).
 
         First an inner CNN is trained on the training patients less a patient-grouped
         validation part (``deep.validation_size``; the split's own validation patients
@@ -101,11 +105,12 @@ class CnnFamily(ModelFamily):
         from ichkit import scans
         from ichkit.deep.training import choose_epochs
 
-        settings = config["deep"]
+        settings, run = config["deep"], run.main
         train, validation = data.index(data.train), data.index(data.validation)
         if validation is None:  # cross-validation: hold out some training patients
-            inner = scans.patient_split(
-                data.groups[data.train], data.labels[data.train],
+            inner = scans.patient_split(  # stratified on any hemorrhage, as the folds are
+                data.groups[data.train],
+                data.dataset.table.loc[train, "label"].astype(int).to_numpy(),
                 val_size=settings["validation_size"], test_size=0.0,
                 random_state=config["seed"],
             )  # fmt: skip
@@ -145,7 +150,7 @@ class CnnFamily(ModelFamily):
         if weights_path.is_file():
             return weights_path
         model = self.build(name, input_shape(config), weights=settings["weights"],
-                           seed=config["seed"])  # fmt: skip
+                           seed=config["seed"], n_outputs=n_outputs(config))  # fmt: skip
         slices = SliceBatches(dataset, rows, shuffle=True, seed=config["seed"],
                               **batch_settings(config))  # fmt: skip
         pretrain_contrastive(
@@ -167,15 +172,16 @@ class CnnFamily(ModelFamily):
 
         settings = config["deep"]
         shape = input_shape(config)
+        outputs = n_outputs(config)
         if weights_path.is_file() and (record_path is None or record_path.is_file()):
             aucs = json.loads(record_path.read_text())["validation_auc"] if record_path else []
-            return self.build(name, shape, weights=weights_path), aucs
-        batches = batch_settings(config)
+            return self.build(name, shape, weights=weights_path, n_outputs=outputs), aucs
+        batches = {**batch_settings(config), "label_columns": label_columns(config)}
         augment = scans.RandomAugment(**settings["augment"], random_state=config["seed"])
         training = SliceBatches(
             dataset, train, augment=augment, shuffle=True, seed=config["seed"], **batches
         )
-        model = self.build(name, shape, weights=start, seed=config["seed"])
+        model = self.build(name, shape, weights=start, seed=config["seed"], n_outputs=outputs)
         aucs = train_classifier(
             model, training,
             SliceBatches(dataset, validation, **batches) if validation is not None else None,
@@ -187,7 +193,11 @@ class CnnFamily(ModelFamily):
         return model, aucs
 
     def load_fold(self, name: str, fold: int, context: ServingContext) -> CnnFold:
-        return CnnFold(self, name, context.run.model_path(name, fold), context)
+        return CnnFold(self, name, self.model_file(context.run, name, fold), context)
+
+    def model_file(self, run, name: str, fold: int) -> Path:
+        """One CNN for every target, in the run's top folder."""
+        return run.main.model_path(name, fold)
 
     def fold_choices(self, run, name: str, fold: int) -> str | None:
         """The budget the inner validation chose, with its curve's best AUC."""
@@ -203,6 +213,23 @@ class CnnFamily(ModelFamily):
 
     def heatmap_cnn(self, name, config, members=()):
         return name
+
+
+def n_outputs(config: dict) -> int:
+    """A run's CNN outputs: one sigmoid per target (any hemorrhage, then subtypes)."""
+    return len(config.get("targets", ["any"]))
+
+
+def output_column(config: dict, target: str) -> int:
+    """The CNN output (and logit column) of ``target``."""
+    return config.get("targets", ["any"]).index(target)
+
+
+def label_columns(config: dict) -> list[str]:
+    """The data set's label columns of the run's targets, in output order."""
+    from ichkit.experiments.targets import label_column
+
+    return [label_column(target) for target in config.get("targets", ["any"])]
 
 
 def training_recipe(settings: dict, epochs: int):
@@ -242,13 +269,14 @@ def batch_settings(config: dict) -> dict:
     }
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-np.asarray(logits, dtype=float)[:, 0]))
+def _sigmoid(logits: np.ndarray, column: int = 0) -> np.ndarray:
+    return 1 / (1 + np.exp(-np.asarray(logits, dtype=float)[:, column]))
 
 
 def slice_inputs(cnn, dataset, rows, config, kind: str = "logits") -> np.ndarray:
-    """What the CNN makes of each slice: its logit (one column) or its pooled embedding;
-    with ``deep.flip_tta``, averaged with what it makes of the mirrored slice."""
+    """What the CNN makes of each slice: its logits (a column per target,
+    ``output_column``) or its pooled embedding; with ``deep.flip_tta``, averaged with what
+    it makes of the mirrored slice."""
     from ichkit.deep.data import SliceBatches
     from ichkit.deep.sequence import embedding_model
     from ichkit.deep.training import denormals_flushed
@@ -267,7 +295,7 @@ def slice_inputs(cnn, dataset, rows, config, kind: str = "logits") -> np.ndarray
     outputs = np.concatenate(outputs)
     if kind == "embeddings":
         return outputs.astype("float32")
-    return probability_logits(outputs[:, :1]).astype("float32")
+    return probability_logits(outputs).astype("float32")
 
 
 def cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits") -> np.ndarray:
@@ -300,14 +328,18 @@ def cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits"
 
 class CnnFold:
     """A CNN head from its weights; ONNX Runtime predicts where ``context.onnx_folder()``
-    gives a folder and the export works, Keras otherwise. ``keras`` is kept for Grad-CAM."""
+    gives a folder and the export works, Keras otherwise. ``keras`` is kept for Grad-CAM.
+    Its ``probability`` is the output of ``context.target``; the outputs of every target
+    are computed once a request (keyed by the weights) and shared by the targets' folds."""
 
     def __init__(self, family: CnnFamily, name: str, weights: Path, context: ServingContext):
         settings = deep_settings(context.config)
         self.size, self.window = settings["size"], settings["window"]
         self.neighbors, self.flip_tta = settings["neighbors"], settings["flip_tta"]
         self.shape = input_shape(context.config)
-        self.keras = family.build(name, self.shape, weights=weights)
+        self.weights, self.column = str(weights), output_column(context.config, context.target)
+        self.keras = family.build(name, self.shape, weights=weights,
+                                  n_outputs=n_outputs(context.config))  # fmt: skip
         self._lock = context.keras_lock
         self.onnx = None
         onnx_dir = context.onnx_folder()
@@ -350,16 +382,21 @@ class CnnFold:
         images = self.images(slices, memo)
         return [images, images[:, :, ::-1]] if self.flip_tta else [images]
 
-    def probability(self, slices, memo: dict) -> np.ndarray:
+    def outputs(self, slices, memo: dict) -> np.ndarray:
+        """(n_slices, n_targets) probabilities, flips averaged."""
+
         def predict(images):
             if self.onnx is not None:
-                return self.onnx.predict_proba(images).astype(float)
+                return self.onnx.predict_outputs(images).astype(float)
             with self._lock:
-                return self.keras.predict(images, verbose=0)[:, 0].astype(float)
+                return self.keras.predict(images, verbose=0).astype(float)
 
-        return memoised(memo, ("cnn", id(self)), lambda: np.mean(
+        return memoised(memo, ("cnn", self.weights), lambda: np.mean(
             [predict(view) for view in self._views(slices, memo)], axis=0
         ))  # fmt: skip
+
+    def probability(self, slices, memo: dict) -> np.ndarray:
+        return self.outputs(slices, memo)[:, self.column]
 
     def embeddings(self, slices, memo: dict) -> np.ndarray:
         from ichkit.deep.sequence import embedding_model
@@ -370,4 +407,4 @@ class CnnFold:
                 views = self._views(slices, memo)
                 return np.mean([embed.predict(view, verbose=0) for view in views], axis=0)
 
-        return memoised(memo, ("embeddings", id(self)), compute)
+        return memoised(memo, ("embeddings", self.weights), compute)

@@ -46,29 +46,33 @@ class EnsembleFamily(ModelFamily):
 
         from ichkit.classical.tuning import grouped_folds
 
-        names, fold = list(data.members), data.fold
+        fold = data.fold
+        held_parts = {m: run.read_held_out(m, fold)["probability"].rename(m) for m in data.members}
+        # A member without held-out predictions cannot be weighed (a classical model whose
+        # target has too few positive training patients for its inner folds): left out.
+        names = [member for member, part in held_parts.items() if not part.empty]
+        unweighed = [member for member in data.members if member not in names]
         tests = {member: run.read_fold_predictions(member, fold) for member in names}
-        held = pd.concat(
-            [run.read_held_out(member, fold)["probability"].rename(member) for member in names],
-            axis=1,
-        ).dropna()
+        held = pd.concat([held_parts[member] for member in names] or [pd.Series()], axis=1)
+        held = held.dropna()
         test = pd.concat(
             [tests[m].set_index("row")["probability"].rename(m) for m in names], axis=1
         )
         if held.empty:
             raise ValueError(
-                f"'{name}' has no training-part rows that all of its members predicted "
-                f"out of sample ({', '.join(names)}); cannot fit it."
+                f"'{name}' ({data.target}) has no training-part rows that all of its members "
+                f"predicted out of sample ({', '.join(data.members)}); cannot fit it."
             )
-        table = data.dataset.table
-        y = table.loc[held.index, "label"].astype(int).to_numpy()
-        groups = table.loc[held.index, "patient_id"].to_numpy()
+        y = data.rows.loc[held.index, "label"].astype(int).to_numpy()  # the fold's target
+        groups = data.rows.loc[held.index, "patient_id"].to_numpy()
         selection = "all kept (ensemble.select: false)"
         if config["ensemble"]["select"]:
             from ichkit.ensemble import select_members
 
             names, selection = select_members(held, y)
             held, test = held[names], test[names]
+        if unweighed:
+            selection += f"; {', '.join(unweighed)} left out: no held-out predictions"
         combiner, stacked = self.build(name), name != "voting"
         if stacked and np.unique(y).size < 2:
             from ichkit.ensemble import SoftVoting

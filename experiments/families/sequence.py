@@ -14,7 +14,12 @@ from ichkit.experiments.families._base import (
     ServingContext,
     held_out_frame,
 )
-from ichkit.experiments.families.cnn import CnnFamily, cached_slice_inputs, slice_inputs
+from ichkit.experiments.families.cnn import (
+    CnnFamily,
+    cached_slice_inputs,
+    output_column,
+    slice_inputs,
+)
 
 __all__ = ["SequenceFamily", "SequenceFold"]
 
@@ -66,26 +71,31 @@ class SequenceFamily(ModelFamily):
         settings = config["sequence"]
         cnn_name, kind = settings["cnn"], settings["inputs"]
         cnn = CnnFamily().fold_model(cnn_name, data, config, run)
-        dataset = data.dataset
+        dataset, labels = data.dataset, data.rows["label"]  # the fold's target
+        # its target's logit, or the embedding (shared by every target)
+        columns = [output_column(config, data.target)] if kind == "logits" else slice(None)
         inputs = {
-            part: cached_slice_inputs(cnn.inner, cnn.inner_path, dataset, rows, config, kind)
+            part: cached_slice_inputs(cnn.inner, cnn.inner_path, dataset, rows, config, kind)[
+                :, columns
+            ]
             for part, rows in (("train", cnn.inner_train), ("validation", cnn.validation))
         }
         model = self.build(name, inputs["train"].shape[1], units=settings["units"],
                            residual=kind == "logits", seed=config["seed"])  # fmt: skip
         fit_sequence_model(
-            model, _scan_batch(dataset, cnn.inner_train, inputs["train"]),
-            validation=_scan_batch(dataset, cnn.validation, inputs["validation"]),
+            model, _scan_batch(dataset, cnn.inner_train, inputs["train"], labels),
+            validation=_scan_batch(dataset, cnn.validation, inputs["validation"], labels),
             epochs=settings["epochs"], batch_size=settings["batch_size"],
             learning_rate=settings["learning_rate"], seed=config["seed"],
             patience=settings["patience"],
         )  # fmt: skip
-        probability_validation = _predict(model, dataset, cnn.validation, inputs["validation"])
+        probability_validation = _predict(model, dataset, cnn.validation, inputs["validation"],
+                                          labels)  # fmt: skip
 
         test = data.index(data.test)
         start = time.perf_counter()  # the CNN and the sequence model together
-        test_inputs = slice_inputs(cnn.model, dataset, test, config, kind)
-        probability = _predict(model, dataset, test, test_inputs)
+        test_inputs = slice_inputs(cnn.model, dataset, test, config, kind)[:, columns]
+        probability = _predict(model, dataset, test, test_inputs, labels)
         ms = (time.perf_counter() - start) * 1000 / len(test)
         model.save(run.model_path(name, data.fold))
         held_out = held_out_frame(cnn.validation, probability_validation, True)
@@ -101,17 +111,18 @@ class SequenceFamily(ModelFamily):
         return config["sequence"]["cnn"]
 
 
-def _scan_batch(dataset, rows, inputs):
+def _scan_batch(dataset, rows, inputs, labels):
+    """The scans of ``rows`` padded for the model, with ``labels`` (the fold's target)."""
     from ichkit.deep.sequence import pad_scans
 
     table = dataset.table.loc[rows]
-    return pad_scans(inputs, table["scan_id"], table["slice_index"], table["label"])
+    return pad_scans(inputs, table["scan_id"], table["slice_index"], labels.loc[rows])
 
 
-def _predict(model, dataset, rows, inputs) -> np.ndarray:
+def _predict(model, dataset, rows, inputs, labels) -> np.ndarray:
     from ichkit.deep.sequence import predict_slices
 
-    return predict_slices(model, _scan_batch(dataset, rows, inputs))
+    return predict_slices(model, _scan_batch(dataset, rows, inputs, labels))
 
 
 class SequenceFold:

@@ -51,9 +51,7 @@ def write_results(
     _io.write_csv(run.summary_path, summary)
     # The card and the report's main tables are about any hemorrhage; each subtype
     # gets its own block of the comparison.
-    is_any = {"predictions": predictions["target"] == "any", "summary": summary["target"] == "any"}
-    any_predictions = predictions[is_any["predictions"]].drop(columns="target")
-    any_summary = summary[is_any["summary"]].drop(columns="target")
+    any_predictions, any_summary = _of_any(predictions), _of_any(summary)
     card = model_card_markdown(
         title=title, config=config, inspection=inspection, summary=any_summary,
         predictions=any_predictions, sizes=evaluation_sizes(any_predictions),
@@ -61,14 +59,20 @@ def write_results(
     )  # fmt: skip
     _io.write_text(run.report_path("model_card"), card)
     subtypes = None
-    if not is_any["summary"].all():
-        subtypes = (predictions[~is_any["predictions"]], summary[~is_any["summary"]])
+    if (summary["target"] != "any").any():
+        subtypes = (predictions[predictions["target"] != "any"],
+                    summary[summary["target"] != "any"])  # fmt: skip
     write_report(
-        run, any_predictions, metrics[metrics["target"] == "any"].drop(columns="target"),
-        any_summary, title=title, config=config, notes=notes, warnings=warnings,
-        subtypes=subtypes, weighted_log_loss=_weighted_log_loss(summary),
+        run, any_predictions, _of_any(metrics), any_summary, title=title, config=config,
+        notes=notes, warnings=warnings, subtypes=subtypes,
+        weighted_log_loss=_weighted_log_loss(summary),
     )  # fmt: skip
     return metrics
+
+
+def _of_any(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of any hemorrhage, without the ``target`` column."""
+    return table[table["target"] == "any"].drop(columns="target")
 
 
 def _weighted_log_loss(summary: pd.DataFrame) -> pd.Series | None:

@@ -168,6 +168,11 @@ def _run(config, resolved, dataset, models_to_run, data: Path, run: RunFolder, p
 
     folds, targets = list(_folds(config, groups, y)), config["targets"]
     notes.update(_one_class_notes(rows, targets, folds))
+    if len(targets) > 1:
+        notes["targets"] = (
+            f"{', '.join(targets)}; the main tables are any hemorrhage's, each subtype has "
+            "a block in comparison.md and report.html and rows in summary.csv (target)"
+        )
     bar = tqdm(total=len(folds) * len(names) * len(targets), desc="models x folds",
                disable=not progress)  # fmt: skip
     for fold, train, validation, test in folds:

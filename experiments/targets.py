@@ -2,10 +2,10 @@
 
 A config's ``targets`` lists them: ``[any]`` by default, ``any`` always first. Any
 hemorrhage is the run's primary target: its predictions live at the top of the run
-folder, and the verdicts, the main tables and the model card are about it; each subtype
-has the same files under ``targets/<subtype>/`` (``RunFolder.for_target``). Folds are made once, on
-the any-hemorrhage label, and shared by every target, so the targets' tables compare
-the same test patients.
+folder, and the verdicts, the main tables and the model card are about it; each
+subtype has the same files under ``targets/<subtype>/`` (``RunFolder.for_target``).
+Folds are made once, on the any-hemorrhage label, and shared by every target, so the
+targets' tables compare the same test patients.
 
 This module is the one place that decides which column holds a target's labels,
 whether a data set can serve a target, and the RSNA 2019 weights of its log loss.

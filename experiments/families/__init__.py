@@ -5,10 +5,13 @@ Every family answers the same calls:
 
 - ``build(name, **params)``: the untrained model (its builder from the registry);
 - ``fit_fold(name, data, config, run) -> FoldFit``: train on the fold's training
-  patients only, choose the threshold on held-out data, predict the test patients and
-  save the model at ``run.model_path(name, fold)``;
+  patients only for its target (``data.target``, whose labels are ``data.rows["label"]``),
+  choose the threshold on held-out data, predict the test patients and save the model
+  at ``model_file(run, name, fold)`` (``run`` is the target's folder:
+  ``RunFolder.for_target``);
 - ``load_fold(name, path, context) -> FoldModel``: the saved model again, with
-  ``probability(slices, memo)`` for any list of slices (``ichkit serve``);
+  ``probability(slices, memo)`` of ``context.target`` for any list of slices
+  (``ichkit serve``);
 - ``suffix`` (its model files'), ``reads`` (``"slices"``, ``"scans"``: ordered slices of
   a scan, or ``"predictions"``: other models'), and ``heatmap_cnn``: which CNN's
   Grad-CAM explains a model.

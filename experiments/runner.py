@@ -44,6 +44,7 @@ def run_experiment(
     *,
     cv: int | None = None,
     models: list[str] | None = None,
+    targets: list[str] | None = None,
     parallel: dict | None = None,
     dataset: dict | None = None,
     progress: bool = True,
@@ -61,12 +62,14 @@ def run_experiment(
     ``parallel`` section (``backend``, ``scheduler``, ``n_workers``): with the
     ``dask`` backend the joblib work and XGBoost run on a Dask cluster. ``dataset``
     overrides its ``dataset`` section (how ``data`` is read: ``kind``, ``labels``,
-    ``patient_pattern``, ``class_names``, ``one_slice_per_patient``).
+    ``patient_pattern``, ``class_names``, ``one_slice_per_patient``). ``cv``,
+    ``models`` and ``targets`` (any hemorrhage, then subtypes) override the config's.
 
     A run folder that already holds finished models keeps them: new models are added
     and the tables describe every model the folder holds.
     """
-    config = load_config(config_path, cv=cv, models=models, parallel=parallel, dataset=dataset)
+    config = load_config(config_path, cv=cv, models=models, targets=targets, parallel=parallel,
+                         dataset=dataset)  # fmt: skip
     data, run = Path(data), RunFolder(out)
     if not data.exists():
         raise FileNotFoundError(f"Data set path '{data}' does not exist.")

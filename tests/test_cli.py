@@ -103,6 +103,26 @@ def test_run_refuses_loose_images_without_patient_ids_and_writes_nothing(tmp_pat
     assert not out.exists()
 
 
+def test_run_refuses_a_misspelt_or_unlabelled_target_and_writes_nothing(tmp_path, capsys):
+    from ichkit.scans.phantom import write_phantom
+
+    data = write_phantom(tmp_path / "ph", 4, seed=1, size=32, n_slices=6)
+    out = tmp_path / "run"
+    status = main(["run", "quick", "--data", str(data), "--out", str(out), "--models",
+                   "logreg", "--targets", "any,subdurl"])  # fmt: skip
+    assert status == 2 and "Did you mean 'subdural'" in capsys.readouterr().err
+    labels = (data / "labels.csv").read_text().splitlines()
+    header = labels[0].split(",")
+    keep = [i for i, name in enumerate(header) if name.strip() != "epidural"]
+    (data / "labels.csv").write_text(
+        "\n".join(",".join(line.split(",")[i] for i in keep) for line in labels) + "\n"
+    )
+    status = main(["run", "quick", "--data", str(data), "--out", str(out), "--models",
+                   "logreg", "--targets", "any,epidural"])  # fmt: skip
+    assert status == 2 and "does not label target 'epidural'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_class_names_are_folder_equals_label(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["data", "inspect", str(tmp_path), "--class-names", "bleed=yes"])

@@ -63,6 +63,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cv", type=int, help="K patient-grouped folds instead of one split")
     run.add_argument("--models", help="comma-separated model names (see ichkit list-models)")
     run.add_argument(
+        "--targets",
+        help="comma-separated targets: any, then subtypes (epidural, subdural, subarachnoid, "
+        "intraparenchymal, intraventricular); default: the config's (any)",
+    )
+    run.add_argument(
         "--backend", choices=("loky", "dask"), help="parallel work: local processes or Dask"
     )
     run.add_argument("--scheduler", help="Dask scheduler address; none: a local cluster")
@@ -227,13 +232,14 @@ def _run(arguments: argparse.Namespace) -> int:
     from ichkit.experiments.runner import run_experiment
 
     models = arguments.models.split(",") if arguments.models else None
+    targets = arguments.targets.split(",") if arguments.targets else None
     backend = arguments.backend or ("dask" if arguments.scheduler else None)
     parallel = {"backend": backend, "scheduler": arguments.scheduler,
                 "n_workers": arguments.workers}  # fmt: skip
     dataset = {**_data_options(arguments),
                "one_slice_per_patient": arguments.one_slice_per_patient}  # fmt: skip
     run_experiment(arguments.config, arguments.data, arguments.out, cv=arguments.cv,
-                   models=models, parallel=parallel, dataset=dataset)  # fmt: skip
+                   models=models, targets=targets, parallel=parallel, dataset=dataset)  # fmt: skip
     print(RunFolder(arguments.out).report_path("markdown").read_text())
     print(
         f"Results in {arguments.out}: report.html (open it in a browser), model_card.md, "

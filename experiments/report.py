@@ -786,18 +786,10 @@ def _report_html(
                      "model's operating point, the safeguards used and the limits of this "
                      "run.</p>")  # fmt: skip
     parts += ["<h2>Comparison</h2>", f"<p>{html.escape(_caption(summary))}</p>"]
-    for level in levels:
-        parts.append(f"<h3>{html.escape(level.capitalize())} level</h3>")
-        parts += [f"<p>{html.escape(sentence)}</p>"
-                  for sentence in _level_sentences(summary, level, None)]  # fmt: skip
-        parts.append(_html_comparison_table(_comparison_rows(summary, level)))
+    parts += _html_comparison_blocks(summary, None)  # the sizes are under Data
     for target, part, part_sizes in subtypes:
         parts.append(f"<h2>Target: {html.escape(target)}</h2>")
-        for level in _summary_levels(part, None, "write_report"):
-            parts.append(f"<h3>{html.escape(level.capitalize())} level</h3>")
-            parts += [f"<p>{html.escape(sentence)}</p>"
-                      for sentence in _level_sentences(part, level, part_sizes)]  # fmt: skip
-            parts.append(_html_comparison_table(_comparison_rows(part, level)))
+        parts += _html_comparison_blocks(part, part_sizes)
     if weighted_log_loss is not None:
         rows = "".join(f"<tr><td>{html.escape(str(name))}</td><td>{_format_loss(value)}</td></tr>"
                        for name, value in weighted_log_loss.items())  # fmt: skip
@@ -820,6 +812,17 @@ def _report_html(
         parts.append(f"<h2>Configuration</h2>\n<pre>{html.escape(text)}</pre>")
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)
+
+
+def _html_comparison_blocks(summary: pd.DataFrame, sizes: pd.DataFrame | None) -> list[str]:
+    """Per level of ``summary``: a heading, its sentences (sizes where given) and table."""
+    parts = []
+    for level in _summary_levels(summary, None, "write_report"):
+        parts.append(f"<h3>{html.escape(level.capitalize())} level</h3>")
+        parts += [f"<p>{html.escape(sentence)}</p>"
+                  for sentence in _level_sentences(summary, level, sizes)]  # fmt: skip
+        parts.append(_html_comparison_table(_comparison_rows(summary, level)))
+    return parts
 
 
 def _html_comparison_table(rows: list[tuple[list[str], bool]]) -> str:

@@ -27,7 +27,7 @@ from ichkit.experiments.parallel import compute_backend, n_jobs_for
 from ichkit.experiments.registry import family_of
 from ichkit.experiments.results import write_results
 from ichkit.experiments.run_folder import PREDICTION_COLUMNS, RunFolder
-from ichkit.experiments.targets import target_notes, target_rows
+from ichkit.experiments.targets import label_column, target_notes, target_rows
 from ichkit.experiments.thresholds import fallback_notes, scan_threshold, slice_threshold
 from ichkit.experiments.versions import used_package_versions
 from ichkit.features.extraction import default_cache_dir, extract_features, time_features
@@ -79,10 +79,10 @@ def run_experiment(
     labelled = loaded.table["label"].notna().to_numpy()
     groups, y = loaded.groups[labelled], loaded.table["label"][labelled].astype(int).to_numpy()
     list(_folds(config, groups, y))  # refuses impossible folds (--cv 100) before writing
+    names, members, notes = _runnable_models(config, loaded)
     # refuses targets the data set does not label; notes those with few positive patients
-    noted = target_notes(loaded.table, config["targets"], config["cv"] or 1)
-    models_to_run = _runnable_models(config, loaded)
-    models_to_run[2].update(noted)
+    notes.update(target_notes(loaded.table, config["targets"], config["cv"] or 1))
+    models_to_run = (names, members, notes)
     settings = config["parallel"]
     with compute_backend(settings["backend"], scheduler=settings["scheduler"],
                          n_workers=settings["n_workers"] or config["n_jobs"]):  # fmt: skip
@@ -251,7 +251,7 @@ def _one_class_notes(rows: pd.DataFrame, targets: list[str], folds: list) -> dic
     """A note per target with folds whose training part holds one class of it."""
     notes = {}
     for target in targets:
-        labels = target_rows(rows, target)["label"].to_numpy()
+        labels = rows[label_column(target)].to_numpy()
         lacking = [str(fold) for fold, train, _, _ in folds if np.unique(labels[train]).size < 2]
         if lacking:
             notes[f"target {target} folds {', '.join(lacking)}"] = (

@@ -26,6 +26,7 @@ __all__ = [
     "TARGETS",
     "check_targets",
     "label_column",
+    "run_targets",
     "target_notes",
     "target_rows",
     "weighted_log_loss_of",
@@ -40,6 +41,12 @@ RSNA_WEIGHTS = {"any": 2.0, **dict.fromkeys(SUBTYPES, 1.0)}
 def label_column(target: str) -> str:
     """The data set table's column of ``target``'s labels (``label`` for any)."""
     return "label" if target == "any" else target
+
+
+def run_targets(config: dict) -> list[str]:
+    """A run's targets, in the order of its CNN outputs; ``[any]`` for a run made
+    before targets existed."""
+    return list(config.get("targets", ["any"]))
 
 
 def check_targets(targets) -> list[str]:

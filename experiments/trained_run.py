@@ -34,6 +34,7 @@ import pandas as pd
 from ichkit.experiments.families import FoldModel, ServingContext
 from ichkit.experiments.registry import family_of, list_models
 from ichkit.experiments.run_folder import RunFolder
+from ichkit.experiments.targets import run_targets
 
 __all__ = ["THRESHOLD_RULE", "TrainedModel", "TrainedRun", "is_informative_threshold"]
 
@@ -128,7 +129,7 @@ class TrainedRun:
                 "predictions). Make one with: ichkit run quick --data DATA --out RUN_DIR"
             )
         self.config = main.read_config()
-        self.targets = list(self.config.get("targets", ["any"]))
+        self.targets = run_targets(self.config)
         if target not in self.targets:
             raise ValueError(
                 f"Run '{self.run_dir}' predicts {', '.join(self.targets)}; not '{target}'."

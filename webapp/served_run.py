@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ichkit.experiments.families.cnn import output_column
 from ichkit.experiments.registry import family_of
 from ichkit.experiments.trained_run import (
     THRESHOLD_RULE,
@@ -211,7 +212,7 @@ class ServedRun(TrainedRun):
 
         folds = self.load(cnn)
         images = folds[0].images(upload.slices, memo)[chosen]
-        output = self.targets.index(target)  # the CNN's outputs follow the run's targets
+        output = output_column(self.config, target)
         with self._keras:
             maps = np.mean(
                 [grad_cam(fold.keras, images, output_index=output) for fold in folds], axis=0

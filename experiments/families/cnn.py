@@ -21,6 +21,7 @@ from ichkit.experiments.families._base import (
     held_out_frame,
     memoised,
 )
+from ichkit.experiments.targets import label_column, run_targets
 
 __all__ = ["CnnFamily", "CnnFold", "FoldCnn"]
 
@@ -217,19 +218,17 @@ class CnnFamily(ModelFamily):
 
 def n_outputs(config: dict) -> int:
     """A run's CNN outputs: one sigmoid per target (any hemorrhage, then subtypes)."""
-    return len(config.get("targets", ["any"]))
+    return len(run_targets(config))
 
 
 def output_column(config: dict, target: str) -> int:
     """The CNN output (and logit column) of ``target``."""
-    return config.get("targets", ["any"]).index(target)
+    return run_targets(config).index(target)
 
 
 def label_columns(config: dict) -> list[str]:
     """The data set's label columns of the run's targets, in output order."""
-    from ichkit.experiments.targets import label_column
-
-    return [label_column(target) for target in config.get("targets", ["any"])]
+    return [label_column(target) for target in run_targets(config)]
 
 
 def training_recipe(settings: dict, epochs: int):

@@ -53,16 +53,15 @@ class EnsembleFamily(ModelFamily):
         names = [member for member, part in held_parts.items() if not part.empty]
         unweighed = [member for member in data.members if member not in names]
         tests = {member: run.read_fold_predictions(member, fold) for member in names}
-        held = pd.concat([held_parts[member] for member in names] or [pd.Series()], axis=1)
-        held = held.dropna()
-        test = pd.concat(
-            [tests[m].set_index("row")["probability"].rename(m) for m in names], axis=1
-        )
-        if held.empty:
+        held = pd.concat([held_parts[m] for m in names], axis=1).dropna() if names else None
+        if held is None or held.empty:
             raise ValueError(
                 f"'{name}' ({data.target}) has no training-part rows that all of its members "
                 f"predicted out of sample ({', '.join(data.members)}); cannot fit it."
             )
+        test = pd.concat(
+            [tests[m].set_index("row")["probability"].rename(m) for m in names], axis=1
+        )
         y = data.rows.loc[held.index, "label"].astype(int).to_numpy()  # the fold's target
         groups = data.rows.loc[held.index, "patient_id"].to_numpy()
         selection = "all kept (ensemble.select: false)"

@@ -1,23 +1,40 @@
-"""How fast does each CNN head classify a slice? Keras against ONNX Runtime, one run.
+"""How fast does each CNN head classify a slice, in float32 and int8, on each engine?
 
-For every head (untrained weights: speed does not depend on them), at 224x224x3:
-median latency of one slice (batch 1) over ``--repeats`` calls after a warm-up, and
-throughput with batches of ``--batch-size``, through the Keras model call (torch
-backend, ``model(x, training=False)``) and through ONNX Runtime on the exported model
-(CPU provider, ``--threads`` intra-op threads). The seed paper's targets per slice:
-MobileNet 12 ms, ResNet50 28 ms, VGG16 45 ms. Results print as Markdown.
+For every head, in one run:
 
-Run from the repository root (a few minutes on 2 cores)::
+1. **Train** it briefly on training patients (the phantom by default, or ``--data``), at
+   ``--train-size`` px, so that the AUC comparison below is on a model that has learnt
+   something (speed does not depend on the weights; the int8 error does).
+2. **Export** it to ONNX (``ichkit.deep.export.export_onnx``) and quantize it statically
+   to int8 (``quantize_static_int8``: QDQ, per-channel weights, calibrated on training
+   patients' slices only).
+3. **AUC drop**: float32 (ONNX Runtime) against int8 on every installed engine (ONNX
+   Runtime, OpenVINO) on held-out patients' slices, at the size the head was trained
+   at (``compare_engines``); an int8 engine counts only if the drop is under 0.005.
+4. **Latency** at ``--size`` (224, the seed paper's): the same weights built at that
+   size, batch 1, median of ``--repeats`` calls, through Keras (torch backend), ONNX
+   Runtime float32 and int8 on each engine; and throughput at the best of
+   ``--batch-sizes``. Every engine gets ``--threads`` intra-op threads (default: one
+   per core).
+
+The seed paper's targets per slice: MobileNet 12 ms, ResNet50 28 ms, VGG16 45 ms.
+Prints Markdown, or with ``--json`` one JSON object per head (keys ``head``,
+``keras_ms``, ``ort_fp32_ms``, ``int8_ms``, ``int8_engine``, ``auc_drop``, and more).
+
+Run from the repository root (about 10 minutes on 2 cores)::
 
     .venv/bin/python benchmarks/inference_bench.py
-    .venv/bin/python benchmarks/inference_bench.py --heads mobilenet resnet50 --repeats 30
+    .venv/bin/python benchmarks/inference_bench.py --json --heads mobilenet resnet50 vgg16
+    .venv/bin/python benchmarks/inference_bench.py --data path/to/ct-ich  # real slices
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
-import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,85 +45,220 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ichkit.deep.backbones import HEADS, build_classifier  # noqa: E402
-from ichkit.deep.export import export_onnx  # noqa: E402
-from ichkit.deep.inference import OnnxClassifier  # noqa: E402
+from ichkit.deep.data import prepare_images, prepare_slices  # noqa: E402
+from ichkit.deep.export import (  # noqa: E402
+    compare_engines,
+    export_onnx,
+    quantize_static_int8,
+)
+from ichkit.deep.inference import OnnxClassifier, median_latency_ms  # noqa: E402
+from ichkit.deep.training import TrainingRecipe, train_classifier  # noqa: E402
+from ichkit.scans.transforms import RandomAugment  # noqa: E402
 
 TARGETS_MS = {"mobilenet": 12.0, "resnet50": 28.0, "vgg16": 45.0}
+#: Training slices the int8 calibration reads (ONNX Runtime recommends a few hundred).
+N_CALIBRATION = 64
 
 
-def _median_ms(call, image: np.ndarray, repeats: int) -> float:
-    call(image)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call(image)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+class ArrayBatches(keras.utils.PyDataset):
+    """Shuffled, augmented batches of an in-memory array (``train_classifier`` reads
+    ``labels``)."""
+
+    def __init__(self, images, labels, batch_size: int = 16, seed: int = 0):
+        super().__init__()
+        self.images, self.labels, self.batch_size = images, labels.astype(np.float32), batch_size
+        self.rng, self.augment = np.random.default_rng(seed), RandomAugment(random_state=seed)
+        self.order = self.rng.permutation(len(labels))
+
+    def __len__(self):
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __getitem__(self, batch):
+        chosen = self.order[batch * self.batch_size : (batch + 1) * self.batch_size]
+        return self.augment.augment_batch(self.images[chosen]), self.labels[chosen]
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.labels))
 
 
-def _throughput(call, batch: np.ndarray, rounds: int = 3) -> float:
-    call(batch)
+def phantom_slices(n_scans: int, sizes: tuple[int, ...]):
+    """Phantom scans as ``{size: images}``, labels and patient ids (one scan a patient)."""
+    from ichkit.scans._slice import SliceImage
+    from ichkit.scans.phantom import make_phantom_scans
+
+    images, labels, groups = {size: [] for size in sizes}, [], []
+    for patient, scan in enumerate(make_phantom_scans(n_scans, seed=0, size=160, n_slices=12)):
+        planes = [SliceImage(plane.astype(np.float32), hounsfield=True) for plane in scan.hu]
+        for size in sizes:
+            images[size].append(prepare_slices(planes, size=size))
+        labels += list(scan.slice_labels)
+        groups += [patient] * len(planes)
+    return {s: np.concatenate(v) for s, v in images.items()}, np.asarray(labels), np.asarray(groups)
+
+
+def data_slices(path: str, sizes: tuple[int, ...]):
+    """A data set's labelled slices as ``{size: images}``, labels and patient ids."""
+    from ichkit import scans
+
+    dataset = scans.load(path)
+    rows = np.flatnonzero(np.isfinite(dataset.labels))
+    images = {size: prepare_images(dataset, rows, size=size) for size in sizes}
+    return images, dataset.labels[rows].astype(int), np.asarray(dataset.groups)[rows]
+
+
+def held_out_patients(labels, groups, share: float = 1 / 3, seed: int = 0) -> np.ndarray:
+    """A mask of the slices of about ``share`` of the patients, positives and negatives
+    alike (a patient is positive if any slice is)."""
+    rng = np.random.default_rng(seed)
+    patients = np.unique(groups)
+    positive = np.array([labels[groups == p].max() > 0 for p in patients])
+    chosen = []
+    for kind in (True, False):
+        members = rng.permutation(patients[positive == kind])
+        chosen += list(members[: max(1, round(share * len(members)))])
+    return np.isin(groups, chosen)
+
+
+def throughput(predict, images: np.ndarray, batch_sizes) -> tuple[float, int]:
+    """The best slices per second over ``batch_sizes``, and the batch size that gave it."""
+    best = (0.0, 1)
+    for size in batch_sizes:
+        batch = images[np.arange(size) % len(images)]
+        predict(batch)
+        start, rounds = time.perf_counter(), max(1, 32 // size)
+        for _ in range(rounds):
+            predict(batch)
+        best = max(best, (rounds * size / (time.perf_counter() - start), size))
+    return best
+
+
+def bench_head(name, images, labels, held_out, args, folder: Path) -> dict:
+    """Train, export, quantize and time one head; its row of the results."""
+    small, large = args.train_size, args.size
+    train = ~held_out
+    model = build_classifier(name, images[small].shape[1:], seed=0)
     start = time.perf_counter()
-    for _ in range(rounds):
-        call(batch)
-    return rounds * len(batch) / (time.perf_counter() - start)
+    train_classifier(model, ArrayBatches(images[small][train], labels[train]),
+                     recipe=TrainingRecipe(args.epochs), verbose=0)  # fmt: skip
+    train_s = time.perf_counter() - start
+    weights = folder / f"{name}.weights.h5"
+    model.save_weights(weights)
+    calibration = np.flatnonzero(train)[:: max(1, train.sum() // N_CALIBRATION)]
+
+    def exported(size, keras_model):
+        shape = (size, size, keras_model.input_shape[-1])
+        float_path = export_onnx(keras_model, folder / f"{name}_{size}.onnx", input_shape=shape)
+        int8_path = quantize_static_int8(
+            float_path, folder / f"{name}_{size}.int8.onnx", images[size][calibration]
+        )
+        return float_path, int8_path
+
+    # AUC drop on held-out patients, at the size the head was trained at
+    results = compare_engines(*exported(small, model), images[small][held_out],
+                              labels[held_out], n_threads=args.threads)  # fmt: skip
+    # latency at the seed paper's size: the same weights, built at that size
+    model = build_classifier(name, (large, large, images[large].shape[-1]), weights=weights)
+    float_path, int8_path = exported(large, model)
+    one = images[large][:1]
+
+    def keras_call(batch):
+        return keras.ops.convert_to_numpy(model(batch, training=False))
+
+    row = {"head": name, "keras_ms": median_latency_ms(keras_call, one, args.repeats)}
+    engines = {}
+    for result in results:
+        classifier = OnnxClassifier(
+            float_path if result.precision == "float32" else int8_path,
+            engine=result.engine, n_threads=args.threads,
+        )  # fmt: skip
+        ms = median_latency_ms(classifier.predict_proba, one, args.repeats)
+        rate, batch = throughput(classifier.predict_proba, images[large], args.batch_sizes)
+        engines[f"{result.engine}_{result.precision}"] = {
+            "ms": ms, "slices_per_s": rate, "best_batch": batch,
+            "auc": result.auc, "auc_drop": result.auc_drop, "kept": result.kept,
+        }  # fmt: skip
+    reference = engines["onnxruntime_float32"]
+    int8 = {key: value for key, value in engines.items() if key.endswith("_int8")}
+    kept = {key: value for key, value in int8.items() if value["kept"]}
+    chosen = min(kept or int8, key=lambda key: int8[key]["ms"])
+    row.update(
+        ort_fp32_ms=reference["ms"],
+        int8_ms=int8[chosen]["ms"],
+        int8_engine=chosen.removesuffix("_int8"),
+        auc_drop=int8[chosen]["auc_drop"],
+        int8_kept=bool(kept),
+        float_auc=reference["auc"],
+        engines=engines,
+        train_seconds=train_s,
+    )
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--heads", nargs="+", default=list(HEADS))
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--size", type=int, default=224, help="latency input size")
+    parser.add_argument("--train-size", type=int, default=96, help="training and AUC size")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--phantom-scans", type=int, default=24)
+    parser.add_argument("--data", help="a data set to train and score on (default: phantom)")
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=2)
-    arguments = parser.parse_args()
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--json", action="store_true", help="one JSON object per head")
+    args = parser.parse_args()
 
     import torch
 
-    torch.set_num_threads(arguments.threads)
-    rng = np.random.default_rng(0)
-    shape = (arguments.size, arguments.size, 3)
-    one = rng.random((1, *shape), dtype=np.float32)
-    batch = rng.random((arguments.batch_size, *shape), dtype=np.float32)
+    torch.set_num_threads(args.threads)
+    sizes = (args.train_size, args.size)
+    if args.data:
+        images, labels, groups = data_slices(args.data, sizes)
+    else:
+        images, labels, groups = phantom_slices(args.phantom_scans, sizes)
+    held_out = held_out_patients(labels, groups)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for name in arguments.heads:
-            model = build_classifier(name, shape)
-
-            def keras_call(images, model=model):
-                return keras.ops.convert_to_numpy(model(images, training=False))
-
-            onnx = OnnxClassifier(
-                export_onnx(model, Path(folder) / f"{name}.onnx", input_shape=shape),
-                n_threads=arguments.threads,
-            )
-            keras_ms = _median_ms(keras_call, one, arguments.repeats)
-            onnx_ms = _median_ms(onnx.predict_proba, one, arguments.repeats)
-            rows.append(
-                (
-                    name,
-                    keras_ms,
-                    onnx_ms,
-                    _throughput(keras_call, batch),
-                    _throughput(onnx.predict_proba, batch),
-                    TARGETS_MS.get(name),
-                )
-            )
-            print(f"{name}: done", flush=True)
+        for name in args.heads:
+            rows.append(bench_head(name, images, labels, held_out, args, Path(folder)))
+            print(f"{name}: done", file=sys.stderr, flush=True)
+    source = args.data or f"phantom ({args.phantom_scans} scans)"
+    context = {
+        "data": source, "train_patients": int(np.unique(groups[~held_out]).size),
+        "held_out_patients": int(np.unique(groups[held_out]).size),
+        "held_out_slices": int(held_out.sum()), "threads": args.threads,
+        "cpus": os.cpu_count(), "load_average": round(os.getloadavg()[0], 2),
+    }  # fmt: skip
+    if args.json:
+        for row in rows:
+            print(json.dumps({**row, **context}))
+        return
     print(
-        f"\n{arguments.size}x{arguments.size}, batch 1 median of {arguments.repeats} calls, "
-        f"throughput with batches of {arguments.batch_size}, {arguments.threads} threads, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}\n"
+        f"\n{args.size}x{args.size}, batch 1 median of {args.repeats} calls, {args.threads} "
+        f"threads; AUC on {context['held_out_slices']} held-out slices of "
+        f"{context['held_out_patients']} patients ({source}) at {args.train_size} px, after "
+        f"{args.epochs} epochs on {context['train_patients']} patients; load average "
+        f"{context['load_average']}\n"
     )
-    print("| head | Keras ms/slice | ONNX Runtime ms/slice | Keras / ORT | Keras slices/s | "
-          "ORT slices/s | target ms | met (ORT) |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, keras_ms, onnx_ms, keras_rate, onnx_rate, target in rows:
-        met = "" if target is None else ("yes" if onnx_ms <= target else "no")
+    print("| head | Keras ms | ORT fp32 ms | int8 ms (engine) | fp32 / int8 | int8 slices/s "
+          "(batch) | float AUC | int8 AUC drop | target ms |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        int8 = row["engines"][f"{row['int8_engine']}_int8"]
         print(
-            f"| {name} | {keras_ms:.1f} | {onnx_ms:.1f} | {keras_ms / onnx_ms:.1f}x | "
-            f"{keras_rate:.1f} | {onnx_rate:.1f} | {target or ''} | {met} |"
+            f"| {row['head']} | {row['keras_ms']:.1f} | {row['ort_fp32_ms']:.1f} | "
+            f"{row['int8_ms']:.1f} ({row['int8_engine']}) | "
+            f"{row['ort_fp32_ms'] / row['int8_ms']:.1f}x | {int8['slices_per_s']:.0f} "
+            f"({int8['best_batch']}) | {row['float_auc']:.3f} | {row['auc_drop']:+.4f} | "
+            f"{TARGETS_MS.get(row['head'], '')} |"
         )
+    print("\nEvery engine: | head | engine | ms | slices/s (batch) | AUC drop | kept |")
+    for row in rows:
+        for key, value in row["engines"].items():
+            print(
+                f"| {row['head']} | {key} | {value['ms']:.1f} | {value['slices_per_s']:.0f} "
+                f"({value['best_batch']}) | {value['auc_drop']:+.4f} | {value['kept']} |"
+            )
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """Export a Keras classifier to ONNX, quantize it to int8, and decide whether int8 is kept.
 
-The web app and the CPU profiles run the exported file with ONNX Runtime
-(``ichkit.deep.inference.OnnxClassifier``), so serving needs neither Keras nor torch. Dynamic
-int8 quantization stores the weights as int8 (about four times smaller) and is kept
-only when it costs less than ``max_auc_drop`` of AUC on a validation set
-(``keep_quantized_if_close``).
+The web app and the CPU profiles run the exported file with ONNX Runtime or OpenVINO
+(``ichkit.deep.inference.OnnxClassifier``), so serving needs neither Keras nor torch.
+Static int8 quantization (``quantize_static_int8``: weights *and* activations in int8,
+calibrated on training slices) is what lets the CPU's int8 instructions (AVX-512 VNNI,
+AMX) run the convolutions; dynamic quantization (``quantize_dynamic_int8``) stores only
+the weights as int8. An int8 model is kept only when it costs less than
+``max_auc_drop`` of AUC on held-out slices (``keep_quantized_if_close``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import numbers
 import tempfile
@@ -22,7 +25,16 @@ import numpy as np
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["export_onnx", "keep_quantized_if_close", "quantize_dynamic_int8"]
+__all__ = [
+    "EngineResult",
+    "compare_engines",
+    "export_onnx",
+    "fastest_kept",
+    "fold_batchnorm",
+    "keep_quantized_if_close",
+    "quantize_dynamic_int8",
+    "quantize_static_int8",
+]
 
 # Name of the batch dimension in exported models.
 _BATCH_DIMENSION = "batch"
@@ -50,6 +62,12 @@ def export_onnx(model: keras.Model, path: str | Path, *, input_shape: tuple[int,
     ``torch.export`` route only when every dimension is fixed. On the
     tensorflow backend Keras uses ``tf2onnx`` and on jax ``jax2onnx``, which must
     then be installed.
+
+    Each BatchNormalization that follows a convolution is first folded into it
+    (``fold_batchnorm``): Keras on torch exports BatchNormalization as three element-wise
+    operations that neither ONNX Runtime nor the int8 quantizer fuse with the
+    convolution, so unfolded they cost a pass over every feature map each, and in
+    int8 a dequantize and requantize around each.
 
     The graph's output is renamed after the model's output layer (``"hemorrhage"``
     for ichkit's classifiers) and its first dimension is named ``"batch"``; the
@@ -104,6 +122,7 @@ def export_onnx(model: keras.Model, path: str | Path, *, input_shape: tuple[int,
         )
     input_shape = _check_input_shape(model, input_shape)
     input_name = model.inputs[0].name
+    model = fold_batchnorm(model)
     signature = [
         keras.InputSpec(shape=(None, *input_shape), dtype="float32", name=input_name),
     ]
@@ -113,6 +132,95 @@ def export_onnx(model: keras.Model, path: str | Path, *, input_shape: tuple[int,
         model.export(str(path), format="onnx", input_signature=signature, verbose=False)
     _name_graph(path, model)
     return path
+
+
+def fold_batchnorm(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` with each BatchNormalization after a convolution folded into it.
+
+    In inference a BatchNormalization is a per-channel scale and shift, so a Conv2D or
+    DepthwiseConv2D whose only consumer it is can absorb it: kernel times
+    ``gamma / sqrt(variance + epsilon)``, bias shifted to match. The copy computes the
+    same function (to float rounding) with fewer operations. Layers that do not fit
+    the pattern (a normalization after anything else, or a convolution feeding several
+    layers) are copied unchanged. ``model`` itself is not modified.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional model with channels-last convolutions, such as
+        ``ichkit.deep.backbones.build_classifier(...)``.
+
+    Returns
+    -------
+    keras.Model
+        The folded copy, or ``model`` itself when nothing could be folded.
+    """
+    import keras
+
+    convolutions = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+    folded = {}  # convolution name -> the BatchNormalization it absorbs
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization) or layer.axis not in (-1, 3):
+            continue
+        if len(layer._inbound_nodes) != 1 or len(layer._inbound_nodes[0].parent_nodes) != 1:
+            continue
+        source = layer._inbound_nodes[0].parent_nodes[0].operation
+        if isinstance(source, convolutions) and len(source._outbound_nodes) == 1:
+            folded[source.name] = layer
+    if not folded:
+        return model
+    absorbed = {norm.name for norm in folded.values()}
+
+    class FoldedNormalization(keras.layers.Layer):
+        """Where a BatchNormalization was folded into the convolution before it: passes
+        its input through (it takes the normalization's call arguments)."""
+
+        def call(self, inputs, training=None, mask=None):
+            return inputs
+
+    def clone(layer):
+        if layer.name in absorbed:
+            return FoldedNormalization(name=layer.name)
+        config = layer.get_config()
+        if layer.name in folded:
+            config["use_bias"] = True
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer in copy.layers:
+        original = model.get_layer(layer.name)
+        if layer.name in absorbed:
+            continue
+        if layer.name not in folded:
+            layer.set_weights(original.get_weights())
+            continue
+        norm = folded[layer.name]
+        kernel = keras.ops.convert_to_numpy(original.kernel).astype(np.float64)
+        bias = (keras.ops.convert_to_numpy(original.bias).astype(np.float64)
+                if original.use_bias else 0.0)  # fmt: skip
+        channels = kernel.shape[2] * kernel.shape[3] if isinstance(
+            original, keras.layers.DepthwiseConv2D) else kernel.shape[3]  # fmt: skip
+        gamma = _weight_or(norm.gamma, 1.0, channels)
+        beta = _weight_or(norm.beta, 0.0, channels)
+        mean = keras.ops.convert_to_numpy(norm.moving_mean).astype(np.float64)
+        variance = keras.ops.convert_to_numpy(norm.moving_variance).astype(np.float64)
+        scale = gamma / np.sqrt(variance + norm.epsilon)
+        layer.set_weights([
+            (kernel * scale.reshape(kernel.shape[2:])
+             if isinstance(original, keras.layers.DepthwiseConv2D)
+             else kernel * scale).astype(np.float32),
+            ((bias - mean) * scale + beta).astype(np.float32),
+        ])  # fmt: skip
+    return copy
+
+
+def _weight_or(variable, default: float, channels: int) -> np.ndarray:
+    """A BatchNormalization's gamma or beta, or its constant where it has none."""
+    import keras
+
+    if variable is None:
+        return np.full(channels, default)
+    return keras.ops.convert_to_numpy(variable).astype(np.float64)
 
 
 def _check_input_shape(model, input_shape) -> tuple[int, ...]:
@@ -223,6 +331,106 @@ def quantize_dynamic_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    onnx_path, out_path = _check_quantize_paths(onnx_path, out_path, "quantize_dynamic_int8")
+    with tempfile.TemporaryDirectory() as folder, _quiet_quantizer():
+        prepared = Path(folder) / "prepared.onnx"
+        quant_pre_process(str(onnx_path), str(prepared))
+        quantize_dynamic(str(prepared), str(out_path), weight_type=QuantType.QInt8)
+    return out_path
+
+
+def quantize_static_int8(
+    onnx_path: str | Path,
+    out_path: str | Path,
+    calibration_images: np.ndarray,
+    *,
+    batch_size: int = 8,
+) -> Path:
+    """Quantize weights and activations to int8 (QDQ), calibrated on the images given.
+
+    ONNX Runtime's ``quantize_static`` in QDQ format: every Conv, MatMul and Gemm gets
+    int8 weights with one scale per output channel and uint8 activations with scales
+    fixed from ``calibration_images`` (min/max over them). The uint8-activation,
+    int8-weight pair is the one x86 int8 instructions (AVX-512 VNNI, AMX) multiply
+    directly, in ONNX Runtime and in OpenVINO, which reads the same QDQ file. Unlike
+    ``quantize_dynamic_int8`` the scales do not depend on the batch, so an image's
+    probability is the same alone or in a batch.
+
+    Calibrate on training slices only (the calibration sees the images' intensities,
+    so test slices would leak into the model), prepared exactly as the model's input.
+
+    Parameters
+    ----------
+    onnx_path : str or Path
+        A float ONNX model, such as one written by ``export_onnx``.
+    out_path : str or Path
+        Where to write the int8 model; its folder must exist and it must differ
+        from ``onnx_path``.
+    calibration_images : array-like of shape (n, height, width, channels)
+        Model inputs (float in [0, 1]); a few dozen to a few hundred slices of both
+        classes suffice.
+    batch_size : int, default=8
+        Images per calibration batch (memory only; the scales do not depend on it).
+
+    Returns
+    -------
+    Path
+        ``out_path``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``onnx_path`` or the folder of ``out_path`` does not exist.
+    ValueError
+        If ``out_path`` is ``onnx_path`` or there are no calibration images.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    onnx_path, out_path = _check_quantize_paths(onnx_path, out_path, "quantize_static_int8")
+    images = np.asarray(calibration_images, dtype=np.float32)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(
+            "The 'calibration_images' parameter of quantize_static_int8 must be a non-empty "
+            f"(n, height, width, channels) array of training slices. Got shape {images.shape}."
+        )
+    input_name = _input_name(onnx_path)
+
+    class _Batches(CalibrationDataReader):
+        def __init__(self):
+            self._starts = iter(range(0, len(images), batch_size))
+
+        def get_next(self):
+            start = next(self._starts, None)
+            return None if start is None else {input_name: images[start : start + batch_size]}
+
+    with tempfile.TemporaryDirectory() as folder, _quiet_quantizer():
+        prepared = Path(folder) / "prepared.onnx"
+        quant_pre_process(str(onnx_path), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(out_path),
+            _Batches(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    return out_path
+
+
+def _input_name(onnx_path: Path) -> str:
+    import onnx
+
+    return onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
+
+
+def _check_quantize_paths(onnx_path, out_path, caller: str) -> tuple[Path, Path]:
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(
@@ -236,15 +444,11 @@ def quantize_dynamic_int8(onnx_path: str | Path, out_path: str | Path) -> Path:
         )
     if out_path.resolve() == onnx_path.resolve():
         raise ValueError(
-            f"The 'out_path' parameter of quantize_dynamic_int8 must differ from "
+            f"The 'out_path' parameter of {caller} must differ from "
             f"'onnx_path'; both are '{onnx_path}'. Write the int8 model beside the float "
             "one, e.g. 'model.int8.onnx'."
         )
-    with tempfile.TemporaryDirectory() as folder, _quiet_quantizer():
-        prepared = Path(folder) / "prepared.onnx"
-        quant_pre_process(str(onnx_path), str(prepared))
-        quantize_dynamic(str(prepared), str(out_path), weight_type=QuantType.QInt8)
-    return out_path
+    return onnx_path, out_path
 
 
 @contextlib.contextmanager
@@ -335,3 +539,108 @@ def keep_quantized_if_close(
             )
     drop = roc_auc_score(y, arrays["p_float"]) - roc_auc_score(y, arrays["p_int8"])
     return bool(drop < max_auc_drop)
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineResult:
+    """One way of running a classifier, measured by ``compare_engines``.
+
+    Attributes
+    ----------
+    engine : str
+        ``"onnxruntime"`` or ``"openvino"``.
+    precision : str
+        ``"float32"`` (the exported file) or ``"int8"`` (its quantized version).
+    path : Path
+        The ONNX file run.
+    latency_ms : float
+        Median batch-1 latency (``median_latency_ms``).
+    auc : float
+        Slice AUC on the held-out images (first output, any hemorrhage).
+    auc_drop : float
+        The float32 ONNX Runtime AUC minus this one (0 for the reference).
+    kept : bool
+        Whether ``keep_quantized_if_close`` keeps it (always True for the reference).
+    """
+
+    engine: str
+    precision: str
+    path: Path
+    latency_ms: float
+    auc: float
+    auc_drop: float
+    kept: bool
+
+
+def compare_engines(
+    float_path: str | Path,
+    int8_path: str | Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    engines: tuple[str, ...] | None = None,
+    n_threads: int | None = None,
+    repeats: int = 15,
+    max_auc_drop: float = 0.005,
+) -> list[EngineResult]:
+    """Measure the float32 model on ONNX Runtime and the int8 model on every engine.
+
+    Each is scored on the same held-out ``images`` (AUC of the first output) and timed
+    on one of them (batch 1, median of ``repeats`` calls); int8 on an engine is kept
+    when ``keep_quantized_if_close`` says its AUC is within ``max_auc_drop`` of the
+    float32 reference. ``fastest_kept`` then picks what serves.
+
+    Parameters
+    ----------
+    float_path, int8_path : str or Path
+        The export (``export_onnx``) and its int8 version (``quantize_static_int8``).
+    images : ndarray of shape (n, height, width, channels)
+        Slices of patients the model and the int8 calibration never saw.
+    labels : array-like of shape (n,)
+        0/1 any-hemorrhage label of each slice; both classes must occur.
+    engines : tuple of str, default=None
+        The engines to try with int8; None is every installed one
+        (``ichkit.deep.inference.available_engines()``).
+    n_threads : int, default=None
+        Intra-op threads of every engine; None is one per core.
+    repeats : int, default=15
+    max_auc_drop : float, default=0.005
+
+    Returns
+    -------
+    list of EngineResult
+        The float32 ONNX Runtime reference first, then int8 on each engine.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from ichkit.deep.inference import OnnxClassifier, available_engines, median_latency_ms
+
+    images = np.asarray(images, dtype=np.float32)
+    labels = np.asarray(labels)
+    runs = [("onnxruntime", "float32", Path(float_path))]
+    runs += [(name, "int8", Path(int8_path)) for name in engines or available_engines()]
+    results, reference = [], None
+    for engine, precision, path in runs:
+        classifier = OnnxClassifier(path, engine=engine, n_threads=n_threads)
+        probability = np.concatenate([classifier.predict_proba(images[start : start + 32])
+                                      for start in range(0, len(images), 32)])  # fmt: skip
+        if reference is None:
+            reference = probability
+        kept = precision == "float32" or keep_quantized_if_close(
+            labels, reference, probability, max_auc_drop
+        )
+        auc = float(roc_auc_score(labels, probability))
+        results.append(EngineResult(
+            engine, precision, path,
+            latency_ms=median_latency_ms(classifier.predict_proba, images[:1], repeats),
+            auc=auc, auc_drop=float(roc_auc_score(labels, reference)) - auc, kept=kept,
+        ))  # fmt: skip
+    return results
+
+
+def fastest_kept(results: list[EngineResult]) -> EngineResult:
+    """The fastest of ``results`` that is kept: the model and engine that serve."""
+    kept = [result for result in results if result.kept]
+    if not kept:
+        raise ValueError("fastest_kept needs at least one kept result (the float32 reference).")
+    return min(kept, key=lambda result: result.latency_ms)

@@ -1,47 +1,63 @@
-"""Run an exported classifier with ONNX Runtime: no Keras, no torch.
+"""Run an exported classifier with ONNX Runtime or OpenVINO: no Keras, no torch.
 
 ``OnnxClassifier`` loads a file written by ``ichkit.deep.export.export_onnx`` (or its int8
-version from ``quantize_dynamic_int8``). It is meant for the project's own exports,
-kept on the server: an ONNX file is a program, so never load one a user uploaded::
+version from ``quantize_static_int8`` or ``quantize_dynamic_int8``). It is meant for the
+project's own exports, kept on the server: an ONNX file is a program, so never load one a
+user uploaded::
 
     classifier = OnnxClassifier("runs/mobilenetv2.onnx", n_threads=1)
     probabilities = classifier.predict_proba(images)  # (n, 224, 224, 3) in [0, 1] -> (n,)
+    OnnxClassifier("runs/mobilenetv2.int8.onnx", engine="openvino")  # the same file, OpenVINO
 """
 
 from __future__ import annotations
 
+import importlib.util
 import numbers
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["OnnxClassifier"]
+__all__ = ["ENGINES", "OnnxClassifier", "available_engines", "median_latency_ms"]
 
 _DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+#: The engines that run an ONNX file. OpenVINO reads the same file (QDQ int8 included)
+#: and is an optional install (``pip install openvino``).
+ENGINES = ("onnxruntime", "openvino")
 
 
 class OnnxClassifier:
-    """A slice classifier exported to ONNX, run by ``onnxruntime.InferenceSession``.
+    """A slice classifier exported to ONNX, run by ONNX Runtime or OpenVINO.
 
     Parameters
     ----------
     path : str or Path
-        An ONNX file written by ``export_onnx`` or ``quantize_dynamic_int8``.
+        An ONNX file written by ``export_onnx``, ``quantize_static_int8`` or
+        ``quantize_dynamic_int8``.
     providers : sequence of str or None, default=None
         ONNX Runtime execution providers in order of preference; None uses
         ``("CPUExecutionProvider",)``. ``onnxruntime.get_available_providers()``
-        lists those of this installation.
+        lists those of this installation. Ignored by OpenVINO (it runs on the CPU).
     n_threads : int or None, default=None
-        Threads used inside one operator (ONNX Runtime's ``intra_op_num_threads``).
-        None lets ONNX Runtime choose (one per physical core); 1 suits a web server
-        that answers several requests at once.
+        Threads used inside one operator (ONNX Runtime's ``intra_op_num_threads``,
+        OpenVINO's ``INFERENCE_NUM_THREADS``). None lets the engine choose (one per
+        core); 1 suits a web server that answers several requests at once.
+    engine : {"onnxruntime", "openvino"}, default="onnxruntime"
+        What runs the file. OpenVINO compiles it for this CPU (``PERFORMANCE_HINT``
+        ``LATENCY``); on CPUs with bfloat16 units it runs the float parts of a model
+        in bfloat16, so its outputs differ from ONNX Runtime's in the third decimal.
 
     Attributes
     ----------
     path : Path
         The file loaded.
-    session : onnxruntime.InferenceSession
-        The session that runs the model.
+    engine : str
+        The engine that runs the model.
+    session : onnxruntime.InferenceSession or openvino.CompiledModel
+        What runs the model.
     input_name : str
         Name of the model's input (``"image"`` for ichkit's classifiers).
     input_shape : tuple
@@ -49,7 +65,7 @@ class OnnxClassifier:
     output_name : str
         Name of the first output (``"hemorrhage"`` for ichkit's classifiers).
     providers : list of str
-        The providers the session uses.
+        The providers the session uses (``["openvino"]`` for OpenVINO).
     metadata : dict of str to str
         Custom metadata of the file (``ichkit.model_name`` for ``export_onnx``'s files).
 
@@ -58,8 +74,10 @@ class OnnxClassifier:
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not a readable ONNX model, a provider is not available, or
-        ``n_threads`` is not a positive int.
+        If the file is not a readable ONNX model, a provider is not available, the
+        engine is unknown, or ``n_threads`` is not a positive int.
+    ImportError
+        If ``engine="openvino"`` and OpenVINO is not installed.
     """
 
     def __init__(
@@ -68,10 +86,16 @@ class OnnxClassifier:
         *,
         providers: list[str] | tuple[str, ...] | None = None,
         n_threads: int | None = None,
+        engine: str = "onnxruntime",
     ) -> None:
         import onnxruntime
 
-        self.path = Path(path)
+        if engine not in ENGINES:
+            raise ValueError(
+                f"The 'engine' parameter of OnnxClassifier must be one of {ENGINES}. "
+                f"Got {engine!r}."
+            )
+        self.path, self.engine = Path(path), engine
         if not self.path.is_file():
             raise FileNotFoundError(
                 f"ONNX model '{self.path}' for OnnxClassifier does not exist"
@@ -99,7 +123,9 @@ class OnnxClassifier:
         if n_threads is not None:
             options.intra_op_num_threads = int(n_threads)
         try:
-            self.session = onnxruntime.InferenceSession(
+            # The ONNX Runtime session also reads the file's names, shapes and metadata
+            # for OpenVINO, so both engines check and describe the file the same way.
+            session = onnxruntime.InferenceSession(
                 str(self.path), sess_options=options, providers=providers
             )
         except Exception as error:  # onnxruntime raises its own, unexported, error types
@@ -107,17 +133,22 @@ class OnnxClassifier:
                 f"Cannot load '{self.path}' as an ONNX model: {error}. Re-export it with "
                 "ichkit.deep.export.export_onnx."
             ) from error
-        model_input = self.session.get_inputs()[0]
+        model_input = session.get_inputs()[0]
         self.input_name = model_input.name
         self.input_shape = tuple(
             size if isinstance(size, int) else None for size in model_input.shape
         )
-        self.output_name = self.session.get_outputs()[0].name
-        self.providers = self.session.get_providers()
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.output_name = session.get_outputs()[0].name
+        self.metadata = dict(session.get_modelmeta().custom_metadata_map)
+        if engine == "onnxruntime":
+            self.session, self.providers = session, session.get_providers()
+        else:
+            self.session, self.providers = _openvino_model(self.path, n_threads), ["openvino"]
 
     def __repr__(self) -> str:
-        return f"OnnxClassifier('{self.path}', input_shape={self.input_shape})"
+        return (
+            f"OnnxClassifier('{self.path}', input_shape={self.input_shape}, engine='{self.engine}')"
+        )
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Probability of the first output (any hemorrhage) for each image.
@@ -158,5 +189,48 @@ class OnnxClassifier:
         hemorrhage, then the subtypes where the model was trained on them). ``images``
         as for ``predict_proba``."""
         images = np.ascontiguousarray(images, dtype=np.float32)
-        outputs = self.session.run([self.output_name], {self.input_name: images})[0]
+        if self.engine == "openvino":
+            # A request a call: OpenVINO's requests are not shared between threads, and the
+            # web app predicts from several.
+            outputs = self.session.create_infer_request().infer({0: images})[0]
+        else:
+            outputs = self.session.run([self.output_name], {self.input_name: images})[0]
         return np.asarray(outputs, dtype=np.float32).reshape(len(images), -1)
+
+
+def _openvino_model(path: Path, n_threads: int | None):
+    """The ONNX file compiled by OpenVINO for this CPU, tuned for one request at a time."""
+    try:
+        import openvino
+    except ImportError as error:
+        raise ImportError(
+            f"OnnxClassifier('{path}', engine='openvino') needs OpenVINO: pip install openvino"
+        ) from error
+    settings = {"PERFORMANCE_HINT": "LATENCY"}
+    if n_threads is not None:
+        settings["INFERENCE_NUM_THREADS"] = int(n_threads)
+    return openvino.Core().compile_model(str(path), "CPU", settings)
+
+
+def available_engines() -> tuple[str, ...]:
+    """The ``ENGINES`` installed here (ONNX Runtime always; OpenVINO where installed)."""
+    return tuple(name for name in ENGINES if importlib.util.find_spec(name) is not None)
+
+
+def median_latency_ms(predict: Callable[[np.ndarray], object], images: np.ndarray,
+                      repeats: int = 15) -> float:  # fmt: skip
+    """Median wall time of ``predict(images)`` in milliseconds over ``repeats`` calls,
+    after two warm-up calls (the first call of an engine allocates and compiles).
+
+    The median, not the mean: a call the operating system interrupts is an outlier of
+    the machine, not of the model."""
+    if repeats < 1:
+        raise ValueError(f"median_latency_ms needs repeats >= 1. Got {repeats!r}.")
+    for _ in range(2):
+        predict(images)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predict(images)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)

@@ -54,6 +54,8 @@ DEFAULT_CONFIG = {
         "flip_tta": True,  # predict each slice and its mirror image, average
         "validation_size": 0.2,  # of the training patients: budget and thresholds
         "cache_slices": False,  # keep prepared slices in memory between epochs
+        "int8": True,  # serve int8 where it costs < int8_max_auc_drop on inner validation
+        "int8_max_auc_drop": 0.005,  # the fastest engine and precision within it serve
         "augment": {"rotation_degrees": 15, "zoom": 0.1, "horizontal_flip": True},
     },
     "sequence": {
@@ -182,6 +184,11 @@ def _check_deep(settings: dict) -> None:
         problems.append(
             f"deep.pretrain_epochs must be an int >= 1; got {settings['pretrain_epochs']!r}"
         )
+    if not isinstance(settings["int8"], bool):
+        problems.append(f"deep.int8 must be true or false; got {settings['int8']!r}")
+    drop = settings["int8_max_auc_drop"]
+    if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 <= drop < 1:
+        problems.append(f"deep.int8_max_auc_drop must be a number in [0, 1); got {drop!r}")
     if settings["neighbors"] and settings["weights"] == "imagenet":
         problems.append("deep.weights 'imagenet' takes one slice (3 channels): set neighbors 0")
     if problems:

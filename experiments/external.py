@@ -347,6 +347,7 @@ def predict_run(
                     f"{level}s did not separate (too few of them), so its {level} verdicts "
                     "say little."
                 )
+    notes.extend(f"{name}: ran as {trained.load(name)[0].engine}" for name in names)
     notes.extend(gate.notes)
     notes.extend(f"data: {note}" for note in dataset.notes)
     predictions.attrs["skipped"] = [f"{item.path}: {item.reason}" for item in skipped]

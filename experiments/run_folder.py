@@ -135,13 +135,21 @@ class RunFolder:
     def model_path(self, model: str, fold: int, part: str = "") -> Path:
         """The trained model, with its family's suffix (``.joblib``, ``.weights.h5``,
         ``.keras``). ``part="inner"``: a CNN's inner model (trained without its validation
-        patients); ``part="training"``: the JSON record of how it was trained."""
+        patients); ``part="training"``: the JSON record of how it was trained;
+        ``part="inference"``: the JSON record of the engine and precision that run it
+        (``onnx_path`` gives its ONNX files)."""
         from ichkit.experiments.registry import family_of
 
-        if part == "training":
-            return self.root / "models" / f"{model}__fold{fold}.training.json"
+        if part in ("training", "inference"):
+            return self.root / "models" / f"{model}__fold{fold}.{part}.json"
         suffix = family_of(model).suffix
         return self.root / "models" / f"{model}__fold{fold}{f'__{part}' if part else ''}{suffix}"
+
+    def onnx_path(self, model: str, fold: int, precision: str = "float32") -> Path:
+        """A CNN's ONNX export (``precision="float32"``) or its int8 version (``"int8"``),
+        made by ``ichkit run`` beside its weights."""
+        tag = "" if precision == "float32" else f".{precision}"
+        return self.root / "models" / f"{model}__fold{fold}{tag}.onnx"
 
     # --- reading and writing ----------------------------------------------------------
 

@@ -69,14 +69,21 @@ def _large_regions(mask: np.ndarray) -> np.ndarray:
 
 
 def _convex_hull(mask: np.ndarray) -> np.ndarray:
-    """The filled convex hull of a mask's pixels: Qhull on the pixel centres, then
-    Pillow's polygon fill. The region of ``skimage.morphology.convex_hull_image`` up
-    to boundary pixels (0.7% at most on CT-ICH slices), 1.7 ms instead of 10 at 256 px:
-    that hulls every pixel corner and fills with a Python-level polygon test."""
+    """The filled convex hull of a mask's pixels: Qhull on the pixel centres (each row's
+    ends), then Pillow's polygon fill. The region of
+    ``skimage.morphology.convex_hull_image`` up to boundary pixels (0.7% at most on
+    CT-ICH slices), several times faster: that hulls every pixel corner and fills with
+    a Python-level polygon test."""
     from PIL import Image, ImageDraw
     from scipy.spatial import ConvexHull, QhullError
 
-    points = np.argwhere(mask)
+    # Only each row's first and last pixel can be a corner of the hull: hulling those
+    # (two per row) instead of every pixel gives the same polygon (tested), 12 times
+    # faster at 512 px, where the hull had been half of the mask's time.
+    rows = np.flatnonzero(mask.any(axis=1))
+    first = mask[rows].argmax(axis=1)
+    last = mask.shape[1] - 1 - mask[rows, ::-1].argmax(axis=1)
+    points = np.concatenate([np.c_[rows, first], np.c_[rows, last]])
     try:
         corners = points[ConvexHull(points).vertices]
     except (QhullError, ValueError):  # fewer than 3 points, or all on a line

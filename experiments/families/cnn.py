@@ -39,6 +39,8 @@ class FoldCnn:
     ``inner_path``) was trained first on ``inner_train``, without the ``validation``
     patients, whose AUC after each epoch chose the refit's budget and whose predictions
     choose the thresholds (``inner`` never saw them). Without a refit both are one CNN.
+    ``inference`` is how ``model`` runs once trained (``CnnFamily.choose_inference``):
+    None where ``deep.int8`` is off (Keras).
     """
 
     model: object
@@ -46,6 +48,7 @@ class FoldCnn:
     inner_path: Path
     inner_train: pd.Index
     validation: pd.Index
+    inference: dict | None = None
 
 
 class CnnFamily(ModelFamily):
@@ -84,8 +87,11 @@ class CnnFamily(ModelFamily):
             column,
         )  # fmt: skip
         test = data.index(data.test)
+        predictor = cnn.model  # the engine and precision that will serve it, where chosen
+        if cnn.inference is not None:
+            predictor = _OnnxPredictor(cnn.inference["path"], cnn.inference["engine"])
         start = time.perf_counter()
-        probability = _sigmoid(slice_inputs(cnn.model, data.dataset, test, config), column)
+        probability = _sigmoid(slice_inputs(predictor, data.dataset, test, config), column)
         ms = (time.perf_counter() - start) * 1000 / len(test)
         held_out = held_out_frame(cnn.validation, probability_validation, True)
         return FoldFit(probability, ms, held_out)
@@ -130,15 +136,88 @@ class CnnFamily(ModelFamily):
             inner_path, record_path, run, start,
         )  # fmt: skip
         if not refit:  # the inner CNN is the fold's CNN
-            return FoldCnn(inner_model, inner_model, inner_path, inner_train, validation)
-        candidates = [max(1, round(f * settings["epochs"])) for f in settings["budget_candidates"]]
-        epochs = choose_epochs(aucs, candidates)
-        model, _ = self._train(name, data.dataset, train, None, epochs, config,
-                               run.model_path(name, fold), None, run, start)  # fmt: skip
-        record = json.loads(record_path.read_text())
-        if record.get("refit_epochs") != epochs:
-            run.write_json(record_path, {**record, "refit_epochs": epochs})
-        return FoldCnn(model, inner_model, inner_path, inner_train, validation)
+            cnn = FoldCnn(inner_model, inner_model, inner_path, inner_train, validation)
+        else:
+            candidates = [max(1, round(f * settings["epochs"]))
+                          for f in settings["budget_candidates"]]  # fmt: skip
+            epochs = choose_epochs(aucs, candidates)
+            model, _ = self._train(name, data.dataset, train, None, epochs, config,
+                                   run.model_path(name, fold), None, run, start)  # fmt: skip
+            record = json.loads(record_path.read_text())
+            if record.get("refit_epochs") != epochs:
+                run.write_json(record_path, {**record, "refit_epochs": epochs})
+            cnn = FoldCnn(model, inner_model, inner_path, inner_train, validation)
+        if settings["int8"]:
+            try:
+                cnn.inference = self.choose_inference(name, cnn, data.dataset, train, fold,
+                                                      config, run)  # fmt: skip
+            except Exception as error:  # noqa: BLE001  any export failure: Keras still works
+                log.warning("Exporting '%s' fold %d for ONNX failed (%s); it runs with Keras.",
+                            name, fold, error)  # fmt: skip
+        return cnn
+
+    def choose_inference(self, name: str, cnn: FoldCnn, dataset, train, fold: int,
+                         config: dict, run) -> dict:  # fmt: skip
+        """How the fold's CNN runs once trained: float32 on ONNX Runtime, or int8 on the
+        fastest engine whose AUC stays within ``deep.int8_max_auc_drop`` of float32's.
+
+        Decided on the inner CNN and its validation patients, which it never saw: it is
+        exported, quantized statically (``quantize_static_int8``) with scales calibrated
+        on its own training slices, and run by every installed engine
+        (``compare_engines``: AUC and batch-1 latency); ``fastest_kept`` picks. The fold's
+        CNN is then exported and, where int8 won, quantized the same way on the slices
+        of the training patients (``train``), never a test patient's. Written to
+        ``models/<name>__fold<k>.inference.json`` beside the ONNX files (``RunFolder.
+        onnx_path``) with every candidate's figures; kept from an earlier run while
+        the weights are the same. Returns ``inference_record``'s view of it."""
+        from ichkit.deep.export import (
+            compare_engines,
+            export_onnx,
+            fastest_kept,
+            quantize_static_int8,
+        )
+
+        run = run.main
+        earlier = self.inference_record(run, name, fold)
+        if earlier is not None:
+            return earlier
+        record_path = run.model_path(name, fold, "inference")
+        digest = hashlib.sha256(run.model_path(name, fold).read_bytes()).hexdigest()
+        shape, settings = input_shape(config), config["deep"]
+        labels = dataset.table.loc[cnn.validation, "label"].astype(int).to_numpy()
+        float_path = export_onnx(cnn.model, run.onnx_path(name, fold), input_shape=shape)
+        record = {"engine": "onnxruntime", "precision": "float32", "file": float_path.name,
+                  "weights_sha256": digest, "decided_on_slices": int(len(labels))}  # fmt: skip
+        if np.unique(labels).size < 2:
+            record["reason"] = "the inner validation patients hold one class: int8 not measured"
+        else:
+            with tempfile.TemporaryDirectory(dir=record_path.parent) as scratch:
+                scratch = Path(scratch)
+                inner_float = export_onnx(cnn.inner, scratch / "inner.onnx", input_shape=shape)
+                inner_int8 = quantize_static_int8(
+                    inner_float, scratch / "inner.int8.onnx",
+                    _calibration_images(dataset, cnn.inner_train, config),
+                )  # fmt: skip
+                results = compare_engines(
+                    inner_float, inner_int8, _prepared(dataset, cnn.validation, config), labels,
+                    max_auc_drop=settings["int8_max_auc_drop"],
+                )  # fmt: skip
+            chosen = fastest_kept(results)
+            record["candidates"] = [
+                {"engine": r.engine, "precision": r.precision, "latency_ms": r.latency_ms,
+                 "auc": r.auc, "auc_drop": r.auc_drop, "kept": r.kept}
+                for r in results
+            ]  # fmt: skip
+            record.update(engine=chosen.engine, precision=chosen.precision,
+                          auc_drop=chosen.auc_drop, latency_ms=chosen.latency_ms)  # fmt: skip
+            if chosen.precision == "int8":
+                int8_path = quantize_static_int8(
+                    float_path, run.onnx_path(name, fold, "int8"),
+                    _calibration_images(dataset, train, config),
+                )  # fmt: skip
+                record["file"] = int8_path.name
+        run.write_json(record_path, record)
+        return self.inference_record(run, name, fold)
 
     def _pretrained(self, name, dataset, rows, config, weights_path: Path) -> Path:
         """The head pretrained self-supervised (``deep.pretrain``) on the slices of
@@ -194,7 +273,22 @@ class CnnFamily(ModelFamily):
         return model, aucs
 
     def load_fold(self, name: str, fold: int, context: ServingContext) -> CnnFold:
-        return CnnFold(self, name, self.model_file(context.run, name, fold), context)
+        return CnnFold(self, name, self.model_file(context.run, name, fold), context,
+                       self.inference_record(context.run, name, fold))  # fmt: skip
+
+    def inference_record(self, run, name: str, fold: int) -> dict | None:
+        """What ``choose_inference`` chose for this fold, with the path of its ONNX file;
+        None where the run chose nothing (``deep.int8`` off, an older run) or the
+        weights changed since."""
+        run = run.main
+        path, weights = run.model_path(name, fold, "inference"), run.model_path(name, fold)
+        if not path.is_file() or not weights.is_file():
+            return None
+        record = json.loads(path.read_text())
+        onnx = run.root / "models" / record["file"]
+        if record.get("weights_sha256") != hashlib.sha256(weights.read_bytes()).hexdigest():
+            return None
+        return {**record, "path": onnx} if onnx.is_file() else None
 
     def model_file(self, run, name: str, fold: int) -> Path:
         """One CNN for every target, in the run's top folder."""
@@ -210,10 +304,28 @@ class CnnFamily(ModelFamily):
         chosen = record.get("refit_epochs")
         budget = f"refit for {chosen} epochs" if chosen else "no refit"
         best = f"; validation AUC up to {max(aucs):.3f}" if aucs else ""
-        return f"{budget} ({len(record['validation_auc'])} on inner validation{best})"
+        choice = f"{budget} ({len(record['validation_auc'])} on inner validation{best})"
+        inference = self.inference_record(run, name, fold)
+        return choice if inference is None else f"{choice}; {describe_inference(inference)}"
 
     def heatmap_cnn(self, name, config, members=()):
         return name
+
+
+def describe_inference(record: dict) -> str:
+    """One line on the engine and precision a fold's CNN runs with, and why."""
+    served = f"runs as {record['engine']} {record['precision']}"
+    if "candidates" not in record:
+        return f"{served} ({record.get('reason', 'int8 not measured')})"
+    reference = record["candidates"][0]
+    int8 = [c for c in record["candidates"] if c["precision"] == "int8"]
+    tried = ", ".join(
+        f"{c['engine']} int8 {c['latency_ms']:.1f} ms, AUC drop {c['auc_drop']:+.4f}" for c in int8
+    )
+    return (
+        f"{served} (on {record['decided_on_slices']} inner-validation slices: float32 "
+        f"{reference['latency_ms']:.1f} ms a slice; {tried})"
+    )
 
 
 def n_outputs(config: dict) -> int:
@@ -266,6 +378,38 @@ def batch_settings(config: dict) -> dict:
         "batch_size": settings["batch_size"],
         "cache": settings["cache_slices"],
     }
+
+
+#: Training slices that calibrate an int8 model's scales (ONNX Runtime's guidance: a few
+#: hundred; more only costs time).
+_CALIBRATION_SLICES = 128
+
+
+def _prepared(dataset, rows, config) -> np.ndarray:
+    """Slices ``rows`` as the CNN's input (no augmentation), in one array."""
+    from ichkit.deep.data import SliceBatches
+
+    batches = SliceBatches(dataset, rows, **batch_settings(config))
+    return np.concatenate([batches[k][0] for k in range(len(batches))])
+
+
+def _calibration_images(dataset, rows, config) -> np.ndarray:
+    """Up to ``_CALIBRATION_SLICES`` of ``rows`` (training slices), evenly spaced."""
+    rows = pd.Index(rows)
+    step = max(1, len(rows) // _CALIBRATION_SLICES)
+    return _prepared(dataset, rows[::step][:_CALIBRATION_SLICES], config)
+
+
+class _OnnxPredictor:
+    """An exported CNN where ``slice_inputs`` expects a Keras model: ``predict``."""
+
+    def __init__(self, path: Path, engine: str):
+        from ichkit.deep.inference import OnnxClassifier
+
+        self.classifier = OnnxClassifier(path, engine=engine)
+
+    def predict(self, images, verbose=0) -> np.ndarray:
+        return self.classifier.predict_outputs(images)
 
 
 def _sigmoid(logits: np.ndarray, column: int = 0) -> np.ndarray:
@@ -326,12 +470,15 @@ def cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits"
 
 
 class CnnFold:
-    """A CNN head from its weights; ONNX Runtime predicts where ``context.onnx_folder()``
-    gives a folder and the export works, Keras otherwise. ``keras`` is kept for Grad-CAM.
+    """A CNN head from its weights. Where ``context.onnx_folder()`` gives a folder, the
+    ONNX file and engine the run chose (``inference``, from ``CnnFamily.
+    choose_inference``) predict, or else a float32 export run by ONNX Runtime; Keras
+    where neither works. ``engine`` says which. ``keras`` is kept for Grad-CAM.
     Its ``probability`` is the output of ``context.target``; the outputs of every target
     are computed once a request (keyed by the weights) and shared by the targets' folds."""
 
-    def __init__(self, family: CnnFamily, name: str, weights: Path, context: ServingContext):
+    def __init__(self, family: CnnFamily, name: str, weights: Path, context: ServingContext,
+                 inference: dict | None = None):  # fmt: skip
         settings = deep_settings(context.config)
         self.size, self.window = settings["size"], settings["window"]
         self.neighbors, self.flip_tta = settings["neighbors"], settings["flip_tta"]
@@ -340,16 +487,22 @@ class CnnFold:
         self.keras = family.build(name, self.shape, weights=weights,
                                   n_outputs=n_outputs(context.config))  # fmt: skip
         self._lock = context.keras_lock
-        self.onnx = None
+        self.onnx, self.engine = None, "keras"
         onnx_dir = context.onnx_folder()
-        if onnx_dir is not None:
+        if onnx_dir is not None and inference is not None:  # what the run chose and measured
+            from ichkit.deep.inference import OnnxClassifier
+
+            self.onnx = OnnxClassifier(inference["path"], engine=inference["engine"],
+                                       n_threads=context.n_threads)  # fmt: skip
+            self.engine = f"{inference['engine']} {inference['precision']}"
+        elif onnx_dir is not None:
             try:
                 self.onnx = self._exported(name, weights, onnx_dir, context.n_threads)
+                self.engine = "onnxruntime float32"
             except Exception as error:  # noqa: BLE001  any export failure: Keras still works
                 log.warning(
                     "ONNX export of '%s' failed (%s); predicting with Keras.", weights, error
                 )
-        self.engine = "onnxruntime" if self.onnx is not None else "keras"
 
     def _exported(self, name: str, weights: Path, folder: Path, n_threads: int):
         """The ONNX export of these weights, made once: named by the weights' digest."""

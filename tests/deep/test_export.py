@@ -1,4 +1,5 @@
-"""ONNX export, ONNX Runtime inference, int8 quantization and the keep-int8 rule."""
+"""ONNX export, BatchNorm folding, ONNX Runtime and OpenVINO inference, int8 quantization
+(dynamic and static), the keep-int8 rule and the engine comparison."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ import numpy as np
 import onnx
 import pytest
 
-from ichkit.deep.export import export_onnx, keep_quantized_if_close, quantize_dynamic_int8
-from ichkit.deep.inference import OnnxClassifier
+from ichkit.deep.export import (
+    EngineResult,
+    compare_engines,
+    export_onnx,
+    fastest_kept,
+    fold_batchnorm,
+    keep_quantized_if_close,
+    quantize_dynamic_int8,
+    quantize_static_int8,
+)
+from ichkit.deep.inference import OnnxClassifier, available_engines, median_latency_ms
 
 SIZE = 32
 #: ONNX Runtime against Keras' predict, float32 (measured differences: up to 1e-7).
@@ -63,6 +73,12 @@ def exported(model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def quantized(exported):
     return quantize_dynamic_int8(exported, exported.with_name("tiny.int8.onnx"))
+
+
+@pytest.fixture(scope="module")
+def static_quantized(exported):
+    calibration = np.random.default_rng(1).random((16, SIZE, SIZE, 3), dtype=np.float32)
+    return quantize_static_int8(exported, exported.with_name("tiny.qdq.onnx"), calibration)
 
 
 def test_onnx_matches_keras_for_several_images_and_one(model, images, exported):
@@ -200,3 +216,143 @@ def test_quantize_errors(exported, tmp_path):
         quantize_dynamic_int8(tmp_path / "missing.onnx", tmp_path / "out.onnx")
     with pytest.raises(ValueError, match="must differ from 'onnx_path'"):
         quantize_dynamic_int8(exported, exported)
+    with pytest.raises(ValueError, match="quantize_static_int8 must differ"):
+        quantize_static_int8(exported, exported, np.zeros((1, SIZE, SIZE, 3)))
+    with pytest.raises(ValueError, match="non-empty .* training slices"):
+        quantize_static_int8(exported, tmp_path / "out.onnx", np.zeros((0, SIZE, SIZE, 3)))
+
+
+# --- BatchNormalization folding --------------------------------------------------------
+
+
+def _depthwise_classifier():
+    """A depthwise and a regular convolution, each followed by BatchNormalization, and one
+    BatchNormalization after a pooling (not foldable) and one after a convolution that
+    feeds two layers (not foldable either)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Conv2D(8, 1, name="shared")(x)
+    y = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Add()([x, y])
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.BatchNormalization(name="after_pool")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="hemorrhage")(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(2)
+    for layer in model.layers:  # statistics far from the initial ones
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([gamma * rng.uniform(0.5, 2, gamma.shape), beta + 0.3,
+                               mean + rng.normal(0, 0.5, mean.shape), variance * 3])  # fmt: skip
+    return model
+
+
+@pytest.mark.parametrize("build", [_tiny_classifier, _depthwise_classifier])
+def test_fold_batchnorm_computes_the_same_function(build, images):
+    model = build()
+    folded = fold_batchnorm(model)
+    expected = model.predict(images, verbose=0)
+    np.testing.assert_allclose(folded.predict(images, verbose=0), expected, atol=1e-5, rtol=0)
+    remaining = [layer.name for layer in folded.layers
+                 if isinstance(layer, keras.layers.BatchNormalization)]  # fmt: skip
+    if build is _tiny_classifier:
+        assert remaining == []
+    else:  # the one after pooling, and the one whose convolution also feeds the Add
+        assert len(remaining) == 2 and "after_pool" in remaining
+    # the original is left alone
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+
+
+def test_a_model_without_batchnorm_is_returned_as_it_is():
+    inputs = keras.Input((SIZE, SIZE, 3))
+    outputs = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling2D()(inputs))
+    model = keras.Model(inputs, outputs)
+    assert fold_batchnorm(model) is model
+
+
+def test_the_export_holds_no_batchnorm_arithmetic(exported):
+    """The tiny model's normalization is folded: Keras on torch would otherwise export it
+    as a Sub, Mul and Add after the convolution."""
+    operations = {node.op_type for node in onnx.load(str(exported)).graph.node}
+    assert "Conv" in operations and not {"Sub", "BatchNormalization"} & operations
+
+
+# --- static int8 and the engines --------------------------------------------------------
+
+
+def test_static_int8_is_close_to_float_and_independent_of_the_batch(exported, static_quantized,
+                                                                     images):  # fmt: skip
+    graph = onnx.load(str(static_quantized)).graph
+    operations = {node.op_type for node in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= operations  # QDQ format
+    # per-channel weights: the convolution's weight scale has one value per output channel
+    scales = {tensor.name: tensor for tensor in graph.initializer}
+    weight_scales = [scales[node.input[1]] for node in graph.node
+                     if node.op_type == "DequantizeLinear" and node.input[1] in scales
+                     and len(scales[node.input[1]].dims) == 1]  # fmt: skip
+    assert any(tensor.dims[0] == 16 for tensor in weight_scales)
+    float_probabilities = OnnxClassifier(exported).predict_proba(images)
+    int8 = OnnxClassifier(static_quantized)
+    probabilities = int8.predict_proba(images)
+    np.testing.assert_allclose(probabilities, float_probabilities, atol=INT8_TOLERANCE, rtol=0)
+    # fixed activation scales: one image alone gets exactly its result in the batch
+    np.testing.assert_allclose(int8.predict_proba(images[1:2]), probabilities[1:2], atol=1e-6)
+
+
+@pytest.mark.skipif("openvino" not in available_engines(), reason="OpenVINO not installed")
+@pytest.mark.parametrize("model_file", ["exported", "static_quantized"])
+def test_openvino_runs_the_same_file(model_file, request, images):
+    path = request.getfixturevalue(model_file)
+    reference = OnnxClassifier(path).predict_outputs(images)
+    classifier = OnnxClassifier(path, engine="openvino", n_threads=1)
+    assert classifier.engine == "openvino" and classifier.providers == ["openvino"]
+    assert classifier.input_shape == (None, SIZE, SIZE, 3)
+    assert "engine='openvino'" in repr(classifier)
+    # bfloat16 where the CPU has it: agreement to the second decimal
+    np.testing.assert_allclose(classifier.predict_outputs(images), reference, atol=2e-2)
+    assert classifier.predict_proba(images[:1]).shape == (1,)
+
+
+def test_unknown_engine_is_refused(exported):
+    with pytest.raises(ValueError, match=r"'engine'.*\('onnxruntime', 'openvino'\).*'tensorrt'"):
+        OnnxClassifier(exported, engine="tensorrt")
+
+
+def test_compare_engines_measures_the_float_reference_then_int8(exported, static_quantized):
+    rng = np.random.default_rng(3)
+    images = rng.random((12, SIZE, SIZE, 3), dtype=np.float32)
+    labels = np.r_[np.zeros(6), np.ones(6)]
+    results = compare_engines(exported, static_quantized, images, labels,
+                              engines=("onnxruntime",), repeats=2)  # fmt: skip
+    assert [(r.engine, r.precision) for r in results] == [
+        ("onnxruntime", "float32"), ("onnxruntime", "int8")]  # fmt: skip
+    reference, int8 = results
+    assert reference.kept and reference.auc_drop == 0 and reference.latency_ms > 0
+    assert int8.path == static_quantized
+    assert int8.kept == keep_quantized_if_close(
+        labels, OnnxClassifier(exported).predict_proba(images),
+        OnnxClassifier(static_quantized).predict_proba(images))  # fmt: skip
+
+
+def test_fastest_kept_skips_what_the_rule_refused(exported):
+    def result(engine, precision, ms, kept):
+        return EngineResult(engine, precision, exported, ms, 0.9, 0.0, kept)
+
+    reference = result("onnxruntime", "float32", 10.0, True)
+    slow_int8 = result("onnxruntime", "int8", 6.0, True)
+    fast_but_worse = result("openvino", "int8", 3.0, False)
+    assert fastest_kept([reference, slow_int8, fast_but_worse]) is slow_int8
+    assert fastest_kept([reference, result("openvino", "int8", 12.0, True)]) is reference
+    with pytest.raises(ValueError, match="at least one kept"):
+        fastest_kept([fast_but_worse])
+
+
+def test_median_latency_counts_calls():
+    calls = []
+    assert median_latency_ms(calls.append, np.zeros(1), repeats=3) >= 0
+    assert len(calls) == 5  # two warm-up calls, then the timed ones
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        median_latency_ms(calls.append, np.zeros(1), repeats=0)

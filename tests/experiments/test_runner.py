@@ -1,6 +1,7 @@
 """ichkit run end to end on a tiny phantom: outputs, resume, early errors."""
 
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -174,11 +175,73 @@ def test_self_supervised_pretraining_never_sees_a_test_patient(phantom, tmp_path
     assert len(seen) == 2
 
 
-@pytest.mark.parametrize("bad", [{"pretrain": "simclr"}, {"pretrain_epochs": 0}])
-def test_a_wrong_pretraining_setting_fails_early(phantom, tmp_path, bad):
+@pytest.mark.filterwarnings("ignore:patient_split could not stratify")
+def test_int8_is_chosen_on_inner_validation_and_calibrated_on_training_patients(
+    phantom, tmp_path, monkeypatch
+):
+    from ichkit.experiments.families import cnn
+    from ichkit.experiments.trained_run import TrainedRun
+
+    calibrated = []  # the patients of each calibration, in order
+    calibration_images = cnn._calibration_images
+
+    def recording(dataset, rows, config):
+        calibrated.append(set(dataset.table.loc[rows, "patient_id"]))
+        return calibration_images(dataset, rows, config)
+
+    monkeypatch.setattr(cnn, "_calibration_images", recording)
+    path = tmp_path / "int8.yaml"
+    settings = {"models": ["smallcnn"], "n_jobs": 1, "bootstrap": 20,
+                "deep": {"size": 32, "epochs": 2, "batch_size": 8, "neighbors": 0}}  # fmt: skip
+    path.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "run"
+    run_experiment(path, phantom, out, cv=2, progress=False)
+    assert calibrated
+    tests = [set(pd.read_csv(out / "predictions" / f"smallcnn__fold{fold}.csv")["patient_id"])
+             for fold in range(2)]  # fmt: skip
+    for fold in range(2):
+        record = json.loads((out / "models" / f"smallcnn__fold{fold}.inference.json").read_text())
+        assert (out / "models" / record["file"]).is_file()
+        if "candidates" in record:  # measured: float32 first, then int8 on each engine
+            assert record["candidates"][0]["precision"] == "float32"
+            assert {c["precision"] for c in record["candidates"][1:]} == {"int8"}
+            chosen = [c for c in record["candidates"] if c["kept"]]
+            assert record["latency_ms"] == min(c["latency_ms"] for c in chosen)
+    # Every calibration read one fold's training patients only (with two folds, the other
+    # fold's test patients): the inner CNN's, then the fold's CNN's where int8 won.
+    assert calibrated[0] <= tests[1]
+    assert all(patients <= tests[0] or patients <= tests[1] for patients in calibrated)
+    served = TrainedRun(out).load("smallcnn")
+    record = json.loads((out / "models" / "smallcnn__fold0.inference.json").read_text())
+    assert served[0].engine == f"{record['engine']} {record['precision']}"
+    notes = json.loads((out / "notes.json").read_text())["models"]
+    assert "runs as" in notes["smallcnn choices"]
+
+
+def test_int8_off_serves_the_float32_export(phantom, tmp_path):
+    from ichkit.experiments.trained_run import TrainedRun
+
+    path = tmp_path / "float.yaml"
+    settings = {"models": ["smallcnn"], "n_jobs": 1, "bootstrap": 20,
+                "deep": {"size": 32, "epochs": 1, "batch_size": 8, "neighbors": 0,
+                         "int8": False}}  # fmt: skip
+    path.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        run_experiment(path, phantom, out, cv=2, progress=False)
+    assert not list((out / "models").glob("*.inference.json"))
+    assert TrainedRun(out).load("smallcnn")[0].engine == "onnxruntime float32"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"pretrain": "simclr"}, {"pretrain_epochs": 0}, {"int8": "yes"}, {"int8_max_auc_drop": -1}],
+)
+def test_a_wrong_pretraining_or_int8_setting_fails_early(phantom, tmp_path, bad):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"deep": bad}))
-    with pytest.raises(ValueError, match="deep.pretrain"):
+    with pytest.raises(ValueError, match=f"deep.{next(iter(bad))} must be"):
         run_experiment(path, phantom, tmp_path / "run")
 
 

@@ -1,6 +1,7 @@
 """The brain mask: soft tissue inside the skull, clear of bone."""
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from ichkit import scans
@@ -65,3 +66,26 @@ def test_real_slices_have_a_brain(shared_data):
         hounsfield = scans.Resize(256)(scans.to_hounsfield(dataset.read(int(index))))
         fraction = brain_mask(hounsfield).mean()
         assert 0.15 < fraction < 0.7, (index, fraction)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_convex_hull_from_row_ends_is_the_hull_of_every_pixel(seed):
+    """The hull is taken over each row's first and last pixel only; it must be the
+    polygon Qhull gives over every pixel of the mask (blobs, a ring with a gap, dots)."""
+    from PIL import Image, ImageDraw
+    from scipy.spatial import ConvexHull
+
+    from ichkit.features.brain import _convex_hull
+
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((96, 80), dtype=bool)
+    rows, columns = np.ogrid[:96, :80]
+    for _ in range(4):
+        centre, radius = rng.uniform(10, 70, 2), rng.uniform(3, 12)
+        mask |= (rows - centre[0]) ** 2 + (columns - centre[1]) ** 2 < radius**2
+    mask[rng.integers(0, 96, 6), rng.integers(0, 80, 6)] = True
+    points = np.argwhere(mask)
+    corners = points[ConvexHull(points).vertices]
+    canvas = Image.new("1", (80, 96), 0)
+    ImageDraw.Draw(canvas).polygon([(int(c), int(r)) for r, c in corners], fill=1, outline=1)
+    np.testing.assert_array_equal(_convex_hull(mask), np.asarray(canvas, dtype=bool) | mask)

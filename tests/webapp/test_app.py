@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +39,17 @@ def test_models_lists_the_run_with_thresholds_from_its_predictions(client, run_d
     assert answer["default_for_scans"] in models
 
 
-def test_png_slice_gets_verdict_probability_threshold_and_heatmap(client, hemorrhage_slice):
+def test_png_slice_gets_verdict_probability_threshold_and_heatmap(client, hemorrhage_slice,
+                                                                   run_dir):  # fmt: skip
     response = _post(client, hemorrhage_slice, model="smallcnn")
     assert response.status_code == 200
     answer = response.get_json()
     assert answer["verdict"] in ("Hemorrhagic", "Normal")
     assert answer["hemorrhage"] == (answer["probability"] >= answer["threshold"])
     assert 0 <= answer["probability"] <= 1 and answer["kind"] == "slice"
-    assert answer["engine"] == "onnxruntime"
+    # the engine and precision the run chose for its CNN (fold 0 answers for the model)
+    chosen = json.loads((run_dir / "models" / "smallcnn__fold0.inference.json").read_text())
+    assert answer["engine"] == f"{chosen['engine']} {chosen['precision']}"
     assert answer["heatmap_model"] == "smallcnn"
     assert _png_size(answer["heatmaps"][0]["overlay_png"]) == (32, 32)
     assert set(answer["timing_ms"]) == {"read", "inference", "gradcam", "total"}

@@ -582,6 +582,7 @@ def compare_engines(
     n_threads: int | None = None,
     repeats: int = 15,
     max_auc_drop: float = 0.005,
+    latencies: dict[tuple[str, str], float] | None = None,
 ) -> list[EngineResult]:
     """Measure the float32 model on ONNX Runtime and the int8 model on every engine.
 
@@ -605,6 +606,12 @@ def compare_engines(
         Intra-op threads of every engine; None is one per core.
     repeats : int, default=15
     max_auc_drop : float, default=0.005
+    latencies : dict, default=None
+        Batch-1 latencies already measured for this architecture on this machine, by
+        ``(engine, precision)``: those given are used instead of timing again. Latency
+        depends on the architecture and the machine, not on the weights, and timing
+        noise must not make two runs of one config on one machine choose differently
+        (their predictions, hence their tables, would differ).
 
     Returns
     -------
@@ -619,7 +626,7 @@ def compare_engines(
     labels = np.asarray(labels)
     runs = [("onnxruntime", "float32", Path(float_path))]
     runs += [(name, "int8", Path(int8_path)) for name in engines or available_engines()]
-    results, reference = [], None
+    results, reference, latencies = [], None, latencies or {}
     for engine, precision, path in runs:
         classifier = OnnxClassifier(path, engine=engine, n_threads=n_threads)
         probability = np.concatenate([classifier.predict_proba(images[start : start + 32])
@@ -630,9 +637,11 @@ def compare_engines(
             labels, reference, probability, max_auc_drop
         )
         auc = float(roc_auc_score(labels, probability))
+        latency = latencies.get((engine, precision))
+        if latency is None:
+            latency = median_latency_ms(classifier.predict_proba, images[:1], repeats)
         results.append(EngineResult(
-            engine, precision, path,
-            latency_ms=median_latency_ms(classifier.predict_proba, images[:1], repeats),
+            engine, precision, path, latency_ms=latency,
             auc=auc, auc_drop=float(roc_auc_score(labels, reference)) - auc, kept=kept,
         ))  # fmt: skip
     return results

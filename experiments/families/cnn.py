@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ichkit.experiments import _io
 from ichkit.experiments.families._base import (
     FoldData,
     FoldFit,
@@ -198,10 +200,12 @@ class CnnFamily(ModelFamily):
                     inner_float, scratch / "inner.int8.onnx",
                     _calibration_images(dataset, cnn.inner_train, config),
                 )  # fmt: skip
+                timings = _LatencyRecord(name, shape, n_outputs(config))
                 results = compare_engines(
                     inner_float, inner_int8, _prepared(dataset, cnn.validation, config), labels,
-                    max_auc_drop=settings["int8_max_auc_drop"],
+                    max_auc_drop=settings["int8_max_auc_drop"], latencies=timings.known(),
                 )  # fmt: skip
+                timings.remember(results)
             chosen = fastest_kept(results)
             record["candidates"] = [
                 {"engine": r.engine, "precision": r.precision, "latency_ms": r.latency_ms,
@@ -398,6 +402,63 @@ def _calibration_images(dataset, rows, config) -> np.ndarray:
     rows = pd.Index(rows)
     step = max(1, len(rows) // _CALIBRATION_SLICES)
     return _prepared(dataset, rows[::step][:_CALIBRATION_SLICES], config)
+
+
+class _LatencyRecord:
+    """Batch-1 latencies of one CNN architecture on this machine, by engine and precision,
+    kept in ``<cache>/inference-latency.json`` (``ICHKIT_CACHE_DIR``): measured the
+    first time, then reused, so that every run of a config on this machine chooses
+    the same engine and gives the same tables (timing noise would otherwise flip
+    close choices). A new machine, CPU count or engine version measures afresh."""
+
+    def __init__(self, name: str, shape: tuple[int, ...], outputs: int):
+        import platform
+
+        import onnxruntime
+
+        from ichkit.deep.inference import available_engines
+        from ichkit.features.extraction import default_cache_dir
+
+        versions = [f"onnxruntime {onnxruntime.__version__}"]
+        if "openvino" in available_engines():
+            import openvino
+
+            versions.append(f"openvino {openvino.__version__}")
+        self.path = default_cache_dir() / "inference-latency.json"
+        self.key = " | ".join([f"{name} {shape} x{outputs}", _cpu_name(), platform.machine(),
+                               f"{os.cpu_count()} cpus", *versions])  # fmt: skip
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):  # none yet, or unreadable: measure again
+            return {}
+
+    def known(self) -> dict[tuple[str, str], float]:
+        entries = self._read().get(self.key, {})
+        return {tuple(label.split(" ")): ms for label, ms in entries.items()}
+
+    def remember(self, results) -> None:
+        stored = self._read()
+        stored[self.key] = {f"{r.engine} {r.precision}": r.latency_ms for r in results}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _io.write_json(self.path, stored)
+        except OSError as error:  # a read-only cache: the choice stands, unremembered
+            log.warning("Could not record CNN latencies in '%s': %s", self.path, error)
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux), else the platform's processor string."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
 
 
 class _OnnxPredictor:

@@ -337,6 +337,14 @@ def test_compare_engines_measures_the_float_reference_then_int8(exported, static
         OnnxClassifier(static_quantized).predict_proba(images))  # fmt: skip
 
 
+def test_compare_engines_reuses_latencies_measured_before(exported, static_quantized):
+    images = np.random.default_rng(4).random((6, SIZE, SIZE, 3), dtype=np.float32)
+    known = {("onnxruntime", "float32"): 5.0, ("onnxruntime", "int8"): 1.5}
+    results = compare_engines(exported, static_quantized, images, np.r_[0, 0, 0, 1, 1, 1],
+                              engines=("onnxruntime",), latencies=known)  # fmt: skip
+    assert [r.latency_ms for r in results] == [5.0, 1.5]
+
+
 def test_fastest_kept_skips_what_the_rule_refused(exported):
     def result(engine, precision, ms, kept):
         return EngineResult(engine, precision, exported, ms, 0.9, 0.0, kept)

@@ -198,17 +198,16 @@ def fold_batchnorm(model: keras.Model) -> keras.Model:
         kernel = keras.ops.convert_to_numpy(original.kernel).astype(np.float64)
         bias = (keras.ops.convert_to_numpy(original.bias).astype(np.float64)
                 if original.use_bias else 0.0)  # fmt: skip
-        channels = kernel.shape[2] * kernel.shape[3] if isinstance(
-            original, keras.layers.DepthwiseConv2D) else kernel.shape[3]  # fmt: skip
+        depthwise = isinstance(original, keras.layers.DepthwiseConv2D)  # kernel (h, w, in, k)
+        channels = kernel.shape[2] * kernel.shape[3] if depthwise else kernel.shape[3]
         gamma = _weight_or(norm.gamma, 1.0, channels)
         beta = _weight_or(norm.beta, 0.0, channels)
         mean = keras.ops.convert_to_numpy(norm.moving_mean).astype(np.float64)
         variance = keras.ops.convert_to_numpy(norm.moving_variance).astype(np.float64)
         scale = gamma / np.sqrt(variance + norm.epsilon)
         layer.set_weights([
-            (kernel * scale.reshape(kernel.shape[2:])
-             if isinstance(original, keras.layers.DepthwiseConv2D)
-             else kernel * scale).astype(np.float32),
+            (kernel * (scale.reshape(kernel.shape[2:]) if depthwise else scale)).astype(
+                np.float32),
             ((bias - mean) * scale + beta).astype(np.float32),
         ])  # fmt: skip
     return copy
@@ -631,18 +630,18 @@ def compare_engines(
         classifier = OnnxClassifier(path, engine=engine, n_threads=n_threads)
         probability = np.concatenate([classifier.predict_proba(images[start : start + 32])
                                       for start in range(0, len(images), 32)])  # fmt: skip
+        auc = float(roc_auc_score(labels, probability))
         if reference is None:
-            reference = probability
+            reference, reference_auc = probability, auc
         kept = precision == "float32" or keep_quantized_if_close(
             labels, reference, probability, max_auc_drop
         )
-        auc = float(roc_auc_score(labels, probability))
         latency = latencies.get((engine, precision))
         if latency is None:
             latency = median_latency_ms(classifier.predict_proba, images[:1], repeats)
         results.append(EngineResult(
             engine, precision, path, latency_ms=latency,
-            auc=auc, auc_drop=float(roc_auc_score(labels, reference)) - auc, kept=kept,
+            auc=auc, auc_drop=reference_auc - auc, kept=kept,
         ))  # fmt: skip
     return results
 

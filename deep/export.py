@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import keras
 
 __all__ = [
+    "CALIBRATION_SLICES",
     "EngineResult",
     "compare_engines",
     "export_onnx",
@@ -35,6 +36,10 @@ __all__ = [
     "quantize_dynamic_int8",
     "quantize_static_int8",
 ]
+
+#: Training slices that calibrate an int8 model's scales, evenly spaced over the
+#: training part (ONNX Runtime's guidance: a few hundred; more only costs time).
+CALIBRATION_SLICES = 128
 
 # Name of the batch dimension in exported models.
 _BATCH_DIMENSION = "batch"

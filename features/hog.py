@@ -4,9 +4,15 @@ The slice is windowed (brain window 40/80 by default, to ``[0, 1]``), everything
 outside the brain mask set to 0, and resized to ``size`` x ``size`` pixels, so that the
 descriptor has the same length and cell layout for any input size. scikit-image's
 ``hog`` (Dalal and Triggs, 2005) then gives one orientation histogram per cell,
-normalised over blocks of cells (L2-Hys). Measured at 256x256 on one core (CT-ICH
-slices, defaults, brain mask excluded): about 1.8 ms per slice, most of it the
-anti-aliased resize.
+normalised over blocks of cells (L2-Hys).
+
+The resize is scikit-image's ``transform.resize`` (bilinear, Gaussian anti-aliasing
+when shrinking), applied as two matrix products: it is linear and separable, so its
+effect along each axis is a ``size`` x ``n`` matrix, obtained by resizing the identity
+with ``resize`` itself and cached per input size. It gives ``resize``'s values (to
+float32 rounding, tested) without smoothing every pixel of a 512x512 slice when only
+64 x 64 samples are kept: at 512x512 on one core the HOG family went from about 10
+to about 3 ms per slice (CT-ICH slices, defaults, brain mask excluded).
 
 References
 ----------
@@ -15,6 +21,8 @@ CVPR 2005.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -113,18 +121,16 @@ class HOGFeatures(SliceFeatures):
 
     def _features(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         from skimage.feature import hog
-        from skimage.transform import resize
 
         if not mask.any():
             n_blocks = self.size // self.pixels_per_cell - self.cells_per_block + 1
             return np.zeros(n_blocks**2 * self.cells_per_block**2 * self.orientations)
         windowed = Window(self.window_center, self.window_width)(image)
         windowed[~mask] = 0
-        target = (self.size, self.size)
         shrinking = windowed.shape[0] > self.size or windowed.shape[1] > self.size
-        small = resize(
-            windowed, target, order=1, mode="edge", anti_aliasing=shrinking, preserve_range=True
-        )
+        rows = _resize_operator(windowed.shape[0], self.size, shrinking)
+        columns = _resize_operator(windowed.shape[1], self.size, shrinking)
+        small = rows @ windowed.astype(np.float64) @ columns.T
         return hog(
             small,
             orientations=self.orientations,
@@ -133,3 +139,24 @@ class HOGFeatures(SliceFeatures):
             block_norm="L2-Hys",
             feature_vector=True,
         ).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def _resize_operator(n_pixels: int, size: int, anti_aliasing: bool) -> np.ndarray:
+    """``skimage.transform.resize``'s effect along one axis of ``n_pixels``, as a
+    ``(size, n_pixels)`` matrix: column ``j`` is the resized impulse at pixel ``j``.
+
+    The other axis is left at its length, where ``resize`` neither smooths nor moves.
+    """
+    from skimage.transform import resize
+
+    operator = resize(
+        np.eye(n_pixels),
+        (size, n_pixels),
+        order=1,
+        mode="edge",
+        anti_aliasing=anti_aliasing,
+        preserve_range=True,
+    )
+    operator.flags.writeable = False
+    return operator

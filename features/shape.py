@@ -14,6 +14,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, cKDTree
 
 from ichkit.features._base import SliceFeatures
+from ichkit.features.brain import bounding_box
 from ichkit.features.intensity import BLOOD_BAND
 from ichkit.scans.validation import check_band
 
@@ -153,12 +154,7 @@ def _crop_to_mask(image: np.ndarray, mask: np.ndarray, frame: int = 1):
     Every later step works on the brain's box only; the frame keeps the background
     around the brain connected, so holes are still told from the outside.
     """
-    rows = np.flatnonzero(mask.any(axis=1))
-    columns = np.flatnonzero(mask.any(axis=0))
-    box = (
-        slice(max(rows[0] - frame, 0), rows[-1] + 1 + frame),
-        slice(max(columns[0] - frame, 0), columns[-1] + 1 + frame),
-    )
+    box = bounding_box(mask, frame)
     return image[box], mask[box]
 
 

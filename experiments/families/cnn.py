@@ -384,11 +384,6 @@ def batch_settings(config: dict) -> dict:
     }
 
 
-#: Training slices that calibrate an int8 model's scales (ONNX Runtime's guidance: a few
-#: hundred; more only costs time).
-_CALIBRATION_SLICES = 128
-
-
 def _prepared(dataset, rows, config) -> np.ndarray:
     """Slices ``rows`` as the CNN's input (no augmentation), in one array."""
     from ichkit.deep.data import SliceBatches
@@ -398,10 +393,12 @@ def _prepared(dataset, rows, config) -> np.ndarray:
 
 
 def _calibration_images(dataset, rows, config) -> np.ndarray:
-    """Up to ``_CALIBRATION_SLICES`` of ``rows`` (training slices), evenly spaced."""
+    """Up to ``CALIBRATION_SLICES`` of ``rows`` (training slices), evenly spaced."""
+    from ichkit.deep.export import CALIBRATION_SLICES
+
     rows = pd.Index(rows)
-    step = max(1, len(rows) // _CALIBRATION_SLICES)
-    return _prepared(dataset, rows[::step][:_CALIBRATION_SLICES], config)
+    step = max(1, len(rows) // CALIBRATION_SLICES)
+    return _prepared(dataset, rows[::step][:CALIBRATION_SLICES], config)
 
 
 class _LatencyRecord:

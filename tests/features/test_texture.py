@@ -330,6 +330,31 @@ def test_gabor_matches_scikit_image_gabor_at_full_resolution():
     np.testing.assert_allclose(extractor._features(image, mask), expected, rtol=1e-4)
 
 
+def test_gabor_reads_the_whole_slice_response_on_its_stride_grid():
+    # The brain's box starts off the stride grid; the features must still be those of
+    # the whole slice's convolution read on every stride-th row and column of the slice.
+    from scipy.signal import fftconvolve
+    from skimage.filters import gabor_kernel
+
+    rng = np.random.default_rng(5)
+    image = rng.normal(40, 10, size=(96, 96)).astype(np.float32)
+    mask = np.zeros(image.shape, dtype=bool)
+    mask[13:83, 7:90] = True
+    extractor = GaborFeatures(frequencies=(0.05, 0.2), orientations=(0, 45)).fit(image[None])
+    assert sorted(set(extractor.strides_)) == [2, 4]
+    windowed = np.clip(image / 80, 0, 1)
+    windowed = np.where(mask, windowed - windowed[mask].mean(), 0)
+    expected = []
+    for frequency, stride in ((0.05, 4), (0.2, 2)):
+        for orientation in (0, 45):
+            kernel = gabor_kernel(frequency, theta=np.deg2rad(orientation))
+            response = np.abs(fftconvolve(windowed, kernel, mode="same"))
+            magnitude = response[::stride, ::stride][mask[::stride, ::stride]]
+            expected.append((magnitude.mean(), magnitude.std()))
+    expected = np.asarray(expected).T.ravel()
+    np.testing.assert_allclose(extractor._features(image, mask), expected, rtol=1e-4)
+
+
 def test_gabor_strided_sampling_stays_close_to_full_resolution(phantom_slices):
     strided = GaborFeatures().fit(phantom_slices)
     full = GaborFeatures().fit(phantom_slices)
@@ -352,6 +377,28 @@ def test_hog_length_does_not_depend_on_input_size():
     }
     assert {features.shape for features in widths.values()} == {(1, 324)}
     assert all(features.any() for features in widths.values())
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (300, 420), (40, 50), (64, 64)])
+def test_hog_resize_gives_scikit_image_resize_values(shape):
+    from skimage.feature import hog
+    from skimage.transform import resize
+
+    from ichkit.scans.windowing import Window
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(40, 15, size=shape).astype(np.float32)
+    mask = np.ones(shape, dtype=bool)
+    mask[: shape[0] // 5] = False
+    windowed = Window(40, 80)(image)
+    windowed[~mask] = 0
+    shrinking = shape[0] > 64 or shape[1] > 64
+    small = resize(
+        windowed, (64, 64), order=1, mode="edge", anti_aliasing=shrinking, preserve_range=True
+    )
+    expected = hog(small, orientations=9, pixels_per_cell=(16, 16), cells_per_block=(2, 2))
+    features = HOGFeatures().fit(image[np.newaxis])._features(image, mask)
+    np.testing.assert_allclose(features, expected, atol=1e-5)
 
 
 def test_hog_names_follow_scikit_image_layout():

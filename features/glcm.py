@@ -126,13 +126,10 @@ class GLCMFeatures(SliceFeatures):
             return values.ravel()
         rows, columns = bounding_box(mask)
         brain = mask[rows, columns]
-        quantised = np.zeros(brain.shape, dtype=np.uint8)
-        quantised[brain] = _quantise(
-            image[rows, columns][brain],
-            self.window_center,
-            self.window_width,
-            self.levels,
+        quantised = _quantise(
+            image[rows, columns], self.window_center, self.window_width, self.levels
         )
+        quantised *= brain
         matrix = graycomatrix(
             quantised,
             distances=[int(distance) for distance in self.distances],

@@ -101,7 +101,11 @@ class FirstOrderFeatures(SliceFeatures):
 
     def _features(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         n_percentiles = len(self.percentiles)
-        values = image[mask].astype(np.float64)
+        # Sorted first, in the image's own precision (a float32 sort takes half the
+        # time of a float64 one, and widening keeps the order): numpy's vectorised sort
+        # and then percentiles of sorted values take about half the time of
+        # percentiles' partitions of the unsorted ones, for the same values.
+        values = np.sort(image[mask]).astype(np.float64)
         if values.size == 0:
             return np.zeros(10 + n_percentiles)
         mean = values.mean()
@@ -113,10 +117,9 @@ class FirstOrderFeatures(SliceFeatures):
             kurtosis = (squared * squared).mean() / variance**2 - 3.0
         else:
             skewness = kurtosis = 0.0
-        # One partition for the requested percentiles and the quartiles together.
         wanted = np.concatenate([np.asarray(self.percentiles, dtype=np.float64), _QUARTILES])
         quantiles = np.percentile(values, wanted)
-        minimum, maximum = values.min(), values.max()
+        minimum, maximum = values[0], values[-1]
 
         low, high = TISSUE_HU
         scale = self.n_bins / (high - low)

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import onnx
 import pytest
+from scipy import stats
 
 from ichkit.deep.export import (
     EngineResult,
@@ -300,6 +301,31 @@ def test_static_int8_is_close_to_float_and_independent_of_the_batch(exported, st
     np.testing.assert_allclose(probabilities, float_probabilities, atol=INT8_TOLERANCE, rtol=0)
     # fixed activation scales: one image alone gets exactly its result in the batch
     np.testing.assert_allclose(int8.predict_proba(images[1:2]), probabilities[1:2], atol=1e-6)
+
+
+def test_static_int8_keeps_what_follows_the_last_convolution_in_float(tmp_path, images):
+    """A confident classifier's probabilities lie near 0 and 1; through a uint8 output
+    (256 levels) they would tie, and its ranking would be lost."""
+    model = _tiny_classifier()
+    dense = model.get_layer("hemorrhage")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * 20.0, bias - 5.0])  # probabilities of about 3e-4
+    path = export_onnx(model, tmp_path / "confident.onnx", input_shape=(SIZE, SIZE, 3))
+    rng = np.random.default_rng(2)
+    calibration = rng.random((16, SIZE, SIZE, 3), dtype=np.float32)
+    int8_path = quantize_static_int8(path, tmp_path / "confident.qdq.onnx", calibration)
+    graph = onnx.load(str(int8_path)).graph
+    producers = {output: node for node in graph.node for output in node.output}
+    assert producers[graph.output[0].name].op_type == "Sigmoid"
+    matmul = next(node for node in graph.node if node.op_type in ("MatMul", "Gemm"))
+    assert all(producers.get(name) is None or producers[name].op_type != "DequantizeLinear"
+               for name in matmul.input[1:])  # fmt: skip
+    test_images = rng.random((40, SIZE, SIZE, 3), dtype=np.float32)
+    reference = OnnxClassifier(path).predict_proba(test_images)
+    probabilities = OnnxClassifier(int8_path).predict_proba(test_images)
+    assert reference.max() < 1 / 255  # all below the first step of a uint8 output
+    assert len(np.unique(probabilities)) == len(np.unique(reference)) == len(test_images)
+    assert stats.spearmanr(probabilities, reference).statistic > 0.9
 
 
 @pytest.mark.skipif("openvino" not in available_engines(), reason="OpenVINO not installed")

@@ -24,7 +24,7 @@ The seed paper's targets per slice: MobileNet 12 ms, ResNet50 28 ms, VGG16 45 ms
 Prints Markdown, or with ``--json`` one JSON object per head (keys ``head``,
 ``keras_ms``, ``ort_fp32_ms``, ``int8_ms``, ``int8_engine``, ``auc_drop``, and more).
 
-Run from the repository root (about 10 minutes on 2 cores)::
+Run from the repository root (about 20 minutes on 2 cores, most of it training)::
 
     .venv/bin/python benchmarks/inference_bench.py
     .venv/bin/python benchmarks/inference_bench.py --json --heads mobilenet resnet50 vgg16

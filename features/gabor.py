@@ -12,8 +12,9 @@ The kernels have a round envelope, so each is the outer product of a column and 
 row (exactly, to rounding; checked when the bank is built), and so is its transform:
 two short 1-D transforms per kernel and box size instead of a full 2-D one, which is
 what lets every slice use its own box. At 512x512 the box is about a third of the
-slice (CT-ICH), and the bank went from about 10 to about 3.5 ms a slice on one core,
-features unchanged to float32 rounding (tested against the whole-slice transform).
+slice (CT-ICH), and the bank went from 11.3 to 5.1 ms a slice on one core of a loaded
+machine (3.5 ms on an idle one), features unchanged to float32 rounding (tested
+against the whole slice's convolution).
 
 Low frequencies need not be read at every pixel: a kernel's envelope has standard
 deviation ``sigma = 0.56 / frequency`` pixels (bandwidth 1 octave), and its response

@@ -184,7 +184,7 @@ class CnnFamily(ModelFamily):
         if earlier is not None:
             return earlier
         record_path = run.model_path(name, fold, "inference")
-        digest = hashlib.sha256(run.model_path(name, fold).read_bytes()).hexdigest()
+        digest = _file_digest(run.model_path(name, fold))
         shape, settings = input_shape(config), config["deep"]
         labels = dataset.table.loc[cnn.validation, "label"].astype(int).to_numpy()
         float_path = export_onnx(cnn.model, run.onnx_path(name, fold), input_shape=shape)
@@ -290,7 +290,7 @@ class CnnFamily(ModelFamily):
             return None
         record = json.loads(path.read_text())
         onnx = run.root / "models" / record["file"]
-        if record.get("weights_sha256") != hashlib.sha256(weights.read_bytes()).hexdigest():
+        if record.get("weights_sha256") != _file_digest(weights):
             return None
         return {**record, "path": onnx} if onnx.is_file() else None
 
@@ -390,6 +390,11 @@ def _prepared(dataset, rows, config) -> np.ndarray:
 
     batches = SliceBatches(dataset, rows, **batch_settings(config))
     return np.concatenate([batches[k][0] for k in range(len(batches))])
+
+
+def _file_digest(path: Path) -> str:
+    """SHA-256 of a weights file: what names its export and ties records to it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _calibration_images(dataset, rows, config) -> np.ndarray:
@@ -505,7 +510,7 @@ def cached_slice_inputs(cnn, weights: Path, dataset, rows, config, kind="logits"
     and a resumed run compute each chunk once, and retrained weights start afresh."""
     from ichkit.features.store import FeatureStore, slice_digest
 
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    digest = _file_digest(weights)
     settings = deep_settings(config)
     store = FeatureStore(
         weights.parent / "slice-inputs",
@@ -567,7 +572,7 @@ class CnnFold:
         from ichkit.deep.export import export_onnx
         from ichkit.deep.inference import OnnxClassifier
 
-        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+        digest = _file_digest(weights)[:16]
         target = folder / f"{name}__{digest}.onnx"
         if not target.is_file():
             with tempfile.TemporaryDirectory(dir=folder) as scratch:

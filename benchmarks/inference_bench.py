@@ -49,13 +49,15 @@ import numpy as np  # noqa: E402
 from ichkit.deep.backbones import HEADS, build_classifier  # noqa: E402
 from ichkit.deep.data import SliceBatches, prepare_images  # noqa: E402
 from ichkit.deep.export import (  # noqa: E402
-    CALIBRATION_SLICES,
+    calibration_subset,
     compare_engines,
     export_onnx,
     quantize_static_int8,
 )
 from ichkit.deep.inference import OnnxClassifier, median_latency_ms  # noqa: E402
-from ichkit.deep.training import TrainingRecipe, train_classifier  # noqa: E402
+from ichkit.deep.training import train_classifier  # noqa: E402
+from ichkit.experiments.config import DEFAULT_CONFIG  # noqa: E402
+from ichkit.experiments.families.cnn import training_recipe  # noqa: E402
 from ichkit.scans.transforms import RandomAugment  # noqa: E402
 
 TARGETS_MS = {"mobilenet": 12.0, "resnet50": 28.0, "vgg16": 45.0}
@@ -66,7 +68,7 @@ PHANTOM_SCANS = 40
 N_LATENCY_SLICES = 32
 
 
-def load_data(path: str | None, folder: Path):
+def load_data(path: str, folder: Path):
     """The data set to train and score on, and what it is: ``path``, or when that is
     absent a phantom data set of ``PHANTOM_SCANS`` patients written under ``folder``."""
     from ichkit import scans
@@ -112,7 +114,8 @@ def bench_head(name, dataset, rows, images, labels, held_out, args, folder: Path
     batches = SliceBatches(dataset, rows[train], size=small, augment=RandomAugment(random_state=0),
                            shuffle=True, cache=True)  # fmt: skip
     start = time.perf_counter()
-    train_classifier(model, batches, recipe=TrainingRecipe(args.epochs), verbose=0)
+    recipe = training_recipe(DEFAULT_CONFIG["deep"], args.epochs, name)  # the run's recipe
+    train_classifier(model, batches, recipe=recipe, verbose=0)
     train_s = time.perf_counter() - start
     weights = folder / f"{name}.weights.h5"
     model.save_weights(weights)
@@ -126,8 +129,7 @@ def bench_head(name, dataset, rows, images, labels, held_out, args, folder: Path
         return float_path, int8_path
 
     # AUC drop on held-out patients, at the size the head was trained at
-    step = max(1, train.sum() // CALIBRATION_SLICES)
-    calibration = np.flatnonzero(train)[::step][:CALIBRATION_SLICES]
+    calibration = calibration_subset(np.flatnonzero(train))
     float_path, int8_path = exported(small, model, images[small][calibration])
     results = compare_engines(float_path, int8_path, images[small][held_out],
                               labels[held_out], n_threads=args.threads)  # fmt: skip

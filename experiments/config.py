@@ -45,6 +45,9 @@ DEFAULT_CONFIG = {
         "pretrain_epochs": 20,  # passes of that pretraining
         "optimizer": "adam",
         "learning_rate": 1e-3,  # the peak, after warm-up; cosine decay to 0
+        # heads that need another peak from scratch: VGG16 (no BatchNormalization)
+        # barely learns at 1e-3 (docs/speed.md)
+        "head_learning_rates": {"vgg16": 1e-4},
         "warmup_fraction": 0.1,
         "epochs": 20,  # the budget: passes over the training slices (steps scale with data)
         "budget_candidates": [0.5, 1.0],  # budgets tried on inner validation (of epochs)
@@ -183,6 +186,15 @@ def _check_deep(settings: dict) -> None:
     if not isinstance(settings["pretrain_epochs"], int) or settings["pretrain_epochs"] < 1:
         problems.append(
             f"deep.pretrain_epochs must be an int >= 1; got {settings['pretrain_epochs']!r}"
+        )
+    rates = settings["head_learning_rates"]
+    if not isinstance(rates, dict) or not all(
+        isinstance(rate, int | float) and not isinstance(rate, bool) and rate > 0
+        for rate in rates.values()
+    ):
+        problems.append(
+            "deep.head_learning_rates must be a mapping of head names to numbers > 0; "
+            f"got {rates!r}"
         )
     if not isinstance(settings["int8"], bool):
         problems.append(f"deep.int8 must be true or false; got {settings['int8']!r}")

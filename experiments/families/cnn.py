@@ -269,7 +269,7 @@ class CnnFamily(ModelFamily):
         aucs = train_classifier(
             model, training,
             SliceBatches(dataset, validation, **batches) if validation is not None else None,
-            recipe=training_recipe(settings, epochs), checkpoint=weights_path,
+            recipe=training_recipe(settings, epochs, name), checkpoint=weights_path,
             seed=config["seed"], verbose=0,
         )  # fmt: skip
         if record_path is not None:
@@ -347,12 +347,14 @@ def label_columns(config: dict) -> list[str]:
     return [label_column(target) for target in run_targets(config)]
 
 
-def training_recipe(settings: dict, epochs: int):
-    """The ``TrainingRecipe`` of a config's ``deep`` section, over ``epochs`` passes."""
+def training_recipe(settings: dict, epochs: int, head: str | None = None):
+    """The ``TrainingRecipe`` of a config's ``deep`` section for ``head``, over ``epochs``
+    passes: ``learning_rate``, or the head's own in ``head_learning_rates``."""
     from ichkit.deep.training import TrainingRecipe
 
+    learning_rate = settings["head_learning_rates"].get(head, settings["learning_rate"])
     return TrainingRecipe(
-        epochs, settings["learning_rate"], warmup_fraction=settings["warmup_fraction"],
+        epochs, learning_rate, warmup_fraction=settings["warmup_fraction"],
         optimizer=settings["optimizer"], mixup=settings["mixup"],
     )  # fmt: skip
 
@@ -398,12 +400,10 @@ def _file_digest(path: Path) -> str:
 
 
 def _calibration_images(dataset, rows, config) -> np.ndarray:
-    """Up to ``CALIBRATION_SLICES`` of ``rows`` (training slices), evenly spaced."""
-    from ichkit.deep.export import CALIBRATION_SLICES
+    """The calibration slices among ``rows`` (training slices), prepared."""
+    from ichkit.deep.export import calibration_subset
 
-    rows = pd.Index(rows)
-    step = max(1, len(rows) // CALIBRATION_SLICES)
-    return _prepared(dataset, rows[::step][:CALIBRATION_SLICES], config)
+    return _prepared(dataset, calibration_subset(pd.Index(rows)), config)
 
 
 class _LatencyRecord:

@@ -236,13 +236,23 @@ def test_int8_off_serves_the_float32_export(phantom, tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"pretrain": "simclr"}, {"pretrain_epochs": 0}, {"int8": "yes"}, {"int8_max_auc_drop": -1}],
-)
+    [{"pretrain": "simclr"}, {"pretrain_epochs": 0}, {"int8": "yes"}, {"int8_max_auc_drop": -1},
+     {"head_learning_rates": {"vgg16": 0}}, {"head_learning_rates": [1e-4]}],
+)  # fmt: skip
 def test_a_wrong_pretraining_or_int8_setting_fails_early(phantom, tmp_path, bad):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"deep": bad}))
     with pytest.raises(ValueError, match=f"deep.{next(iter(bad))} must be"):
         run_experiment(path, phantom, tmp_path / "run")
+
+
+def test_a_head_trains_at_its_own_learning_rate_where_the_config_gives_one():
+    from ichkit.experiments.config import DEFAULT_CONFIG
+    from ichkit.experiments.families.cnn import training_recipe
+
+    settings = {**DEFAULT_CONFIG["deep"], "head_learning_rates": {"vgg16": 1e-4}}
+    assert training_recipe(settings, 5, "vgg16").learning_rate == 1e-4
+    assert training_recipe(settings, 5, "smallcnn").learning_rate == settings["learning_rate"]
 
 
 def test_unknown_deep_setting_fails_early(phantom, tmp_path):

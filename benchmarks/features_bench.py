@@ -175,6 +175,14 @@ def subset_features(extractors, images: np.ndarray, masks: np.ndarray) -> np.nda
     )
 
 
+def subset_passes(extractors, images: np.ndarray, masks: np.ndarray) -> list[np.ndarray]:
+    """``SUBSET_PASSES`` passes of ``subset_features`` over a worker's chunk, read into
+    memory once first, as pyradiomics' workers build their SimpleITK images first:
+    both time features, not memory-map reads."""
+    images, masks = np.array(images), np.array(masks)
+    return [subset_features(extractors, images, masks) for _ in range(SUBSET_PASSES)]
+
+
 def family_times(X: np.ndarray, masks: np.ndarray, repeats: int) -> dict[str, float]:
     """Milliseconds per slice of each family on one core, brain mask excluded."""
     extractors = [
@@ -310,12 +318,7 @@ def benchmark_size(
             "full": on_chunks(parallel, extractor.transform, (X,), n_jobs),
             "ours": on_chunks(
                 parallel,
-                # Read into memory first, as pyradiomics' workers build their
-                # SimpleITK images first: both time features, not memory-map reads.
-                lambda images, brains: [
-                    subset_features(subset, np.array(images), np.array(brains))
-                    for _ in range(SUBSET_PASSES)
-                ],
+                lambda images, brains: subset_passes(subset, images, brains),
                 (brain_X, brain_masks),
                 n_jobs,
             ),
